@@ -1,0 +1,194 @@
+import Logging
+
+public enum ConfigurationError: Error, Equatable, CustomStringConvertible {
+    case invalidValue(Setting, String, String)
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case .invalidValue(let setting, let value, let expected):
+            let shown = setting.isSecret ? "<redacted>" : "'\(value)'"
+            return "invalid value \(shown) for -\(setting.flag) (\(setting.environmentName)): \(expected)"
+        case .invalid(let message):
+            return message
+        }
+    }
+}
+
+/// Where the service listens.
+public enum ListenAddress: Equatable, Sendable, CustomStringConvertible {
+    case unix(path: String)
+    case tcp(host: String, port: Int)
+
+    public var description: String {
+        switch self {
+        case .unix(let path): return "unix:\(path)"
+        case .tcp(let host, let port): return host.contains(":") ? "tcp:[\(host)]:\(port)" : "tcp:\(host):\(port)"
+        }
+    }
+}
+
+public enum OutputType: String, Equatable, Sendable {
+    case stdout
+    case hec
+}
+
+/// The effective configuration of one run, resolved from flags, the environment and defaults.
+public struct ForwarderConfiguration: Equatable, Sendable {
+    public var unixSocketPath: String?
+    public var unixSocketMode: UInt16 = 0o660
+    public var unixSocketGroup: String?
+    public var tcpListen: (host: String, port: Int)?
+    /// The connection cap; `maxConnectionsIsAuto` says whether it was derived from the buffer size.
+    public var maxConnections: Int = 500
+    public var maxConnectionsIsAuto = true
+    public var maxFrameSize: Int = 1 << 20
+    public var handshakeTimeout: Duration = .seconds(10)
+    /// nil: connections are never closed for being idle.
+    public var idleTimeout: Duration? = .seconds(600)
+    public var bufferSize: Int = 10_000
+    public var batchSize: Int = 100
+    public var flushInterval: Duration = .seconds(1)
+    public var outputType: OutputType = .stdout
+    public var hecURL: String?
+    public var hecToken: String?
+    public var shutdownTimeout: Duration = .seconds(30)
+    /// nil: statistics are logged only at exit.
+    public var statsInterval: Duration? = .seconds(60)
+    public var logLevel: Logger.Level = .info
+
+    public init() {}
+
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.listenAddresses == rhs.listenAddresses && lhs.unixSocketMode == rhs.unixSocketMode
+            && lhs.unixSocketGroup == rhs.unixSocketGroup && lhs.maxConnections == rhs.maxConnections
+            && lhs.maxConnectionsIsAuto == rhs.maxConnectionsIsAuto && lhs.maxFrameSize == rhs.maxFrameSize
+            && lhs.handshakeTimeout == rhs.handshakeTimeout && lhs.idleTimeout == rhs.idleTimeout
+            && lhs.bufferSize == rhs.bufferSize && lhs.batchSize == rhs.batchSize
+            && lhs.flushInterval == rhs.flushInterval && lhs.outputType == rhs.outputType
+            && lhs.hecURL == rhs.hecURL && lhs.hecToken == rhs.hecToken
+            && lhs.shutdownTimeout == rhs.shutdownTimeout && lhs.statsInterval == rhs.statsInterval
+            && lhs.logLevel == rhs.logLevel
+    }
+
+    public var listenAddresses: [ListenAddress] {
+        var addresses: [ListenAddress] = []
+        if let path = unixSocketPath { addresses.append(.unix(path: path)) }
+        if let tcp = tcpListen { addresses.append(.tcp(host: tcp.host, port: tcp.port)) }
+        return addresses
+    }
+
+    /// The brief's auto-scaling rule: buffer size / 10, clamped to 10...500.
+    public static func automaticMaxConnections(bufferSize: Int) -> Int {
+        min(500, max(10, bufferSize / 10))
+    }
+
+    /// Resolves `flag ?? environment ?? default` for every setting.
+    /// - Parameters:
+    ///   - flags: values given on the command line, by setting.
+    ///   - environment: the process environment (only `DNSTAP_*` names are read).
+    public static func resolve(flags: [Setting: String], environment: [String: String]) throws -> ForwarderConfiguration {
+        func given(_ setting: Setting) -> String? {
+            if let value = flags[setting] { return value }
+            for name in setting.environmentNames { if let value = environment[name] { return value } }
+            return nil
+        }
+        func value(_ setting: Setting) -> String? { given(setting) ?? setting.defaultValue }
+
+        var config = ForwarderConfiguration()
+        let tcpGiven = given(.tcpListen).map { !$0.isEmpty } ?? false
+        if let socket = given(.unixSocket) {
+            config.unixSocketPath = socket.isEmpty ? nil : socket
+        } else if !tcpGiven {
+            config.unixSocketPath = Setting.unixSocket.defaultValue
+        }
+        if let path = config.unixSocketPath, path.utf8.count > 103 {
+            throw ConfigurationError.invalidValue(.unixSocket, path, "a unix socket path must be shorter than 104 bytes")
+        }
+        config.unixSocketMode = try ValueParsing.fileMode(value(.unixSocketMode)!, setting: .unixSocketMode)
+        config.unixSocketGroup = given(.unixSocketGroup).flatMap { $0.isEmpty ? nil : $0 }
+        if let tcp = given(.tcpListen), !tcp.isEmpty {
+            let parsed = try ValueParsing.hostPort(tcp, setting: .tcpListen)
+            config.tcpListen = parsed
+        }
+        guard !config.listenAddresses.isEmpty else {
+            throw ConfigurationError.invalid("nothing to listen on: give -unix-socket PATH and/or -tcp-listen HOST:PORT")
+        }
+        config.bufferSize = try ValueParsing.positiveInteger(value(.bufferSize)!, setting: .bufferSize, range: 1...10_000_000)
+        config.batchSize = try ValueParsing.positiveInteger(value(.batchSize)!, setting: .batchSize, range: 1...1_000_000)
+        if config.batchSize > config.bufferSize {
+            throw ConfigurationError.invalid(
+                "-batch-size (\(config.batchSize)) must not exceed -buffer-size (\(config.bufferSize))")
+        }
+        if let cap = given(.maxConnections), !cap.isEmpty, cap.lowercased() != "auto", cap != "0" {
+            config.maxConnections = try ValueParsing.positiveInteger(cap, setting: .maxConnections, range: 1...100_000)
+            config.maxConnectionsIsAuto = false
+        } else {
+            config.maxConnections = automaticMaxConnections(bufferSize: config.bufferSize)
+            config.maxConnectionsIsAuto = true
+        }
+        config.maxFrameSize = try ValueParsing.byteSize(value(.maxFrameSize)!, setting: .maxFrameSize)
+        if config.maxFrameSize < 512 {
+            throw ConfigurationError.invalidValue(.maxFrameSize, value(.maxFrameSize)!, "must be at least 512 bytes")
+        }
+        config.handshakeTimeout = try ValueParsing.duration(value(.handshakeTimeout)!, setting: .handshakeTimeout)
+        if config.handshakeTimeout == .zero {
+            throw ConfigurationError.invalidValue(.handshakeTimeout, value(.handshakeTimeout)!, "must be greater than 0")
+        }
+        let idle = try ValueParsing.duration(value(.idleTimeout)!, setting: .idleTimeout)
+        config.idleTimeout = idle == .zero ? nil : idle
+        config.flushInterval = try ValueParsing.duration(value(.flushInterval)!, setting: .flushInterval)
+        if config.flushInterval < .milliseconds(1) {
+            throw ConfigurationError.invalidValue(.flushInterval, value(.flushInterval)!, "must be at least 1ms")
+        }
+        guard let output = OutputType(rawValue: value(.outputType)!.lowercased()) else {
+            throw ConfigurationError.invalidValue(.outputType, value(.outputType)!, "expected stdout or hec")
+        }
+        config.outputType = output
+        config.hecURL = given(.hecURL).flatMap { $0.isEmpty ? nil : $0 }
+        config.hecToken = given(.hecToken).flatMap { $0.isEmpty ? nil : $0 }
+        config.shutdownTimeout = try ValueParsing.duration(value(.shutdownTimeout)!, setting: .shutdownTimeout)
+        let stats = try ValueParsing.duration(value(.statsInterval)!, setting: .statsInterval)
+        config.statsInterval = stats == .zero ? nil : stats
+        config.logLevel = try parseLogLevel(value(.logLevel)!)
+        return config
+    }
+
+    static func parseLogLevel(_ text: String) throws -> Logger.Level {
+        switch text.lowercased() {
+        case "trace": return .trace
+        case "debug": return .debug
+        case "info": return .info
+        case "notice": return .notice
+        case "warn", "warning": return .warning
+        case "error": return .error
+        case "critical": return .critical
+        default: throw ConfigurationError.invalidValue(.logLevel, text, "expected debug, info, warn or error")
+        }
+    }
+
+    /// The configuration as log metadata, secrets redacted.
+    public var logMetadata: Logger.Metadata {
+        var metadata: Logger.Metadata = [
+            "listen": .string(listenAddresses.map(\.description).joined(separator: ",")),
+            "max_connections": .string("\(maxConnections)\(maxConnectionsIsAuto ? " (auto)" : "")"),
+            "max_frame_size": .stringConvertible(maxFrameSize),
+            "handshake_timeout": .stringConvertible(handshakeTimeout),
+            "idle_timeout": .string(idleTimeout.map { "\($0)" } ?? "off"),
+            "buffer_size": .stringConvertible(bufferSize),
+            "batch_size": .stringConvertible(batchSize),
+            "flush_interval": .stringConvertible(flushInterval),
+            "output_type": .string(outputType.rawValue),
+            "shutdown_timeout": .stringConvertible(shutdownTimeout),
+            "stats_interval": .string(statsInterval.map { "\($0)" } ?? "off"),
+            "log_level": .string(logLevel.rawValue),
+        ]
+        if unixSocketPath != nil {
+            metadata["unix_socket_mode"] = .string("0" + String(unixSocketMode, radix: 8))
+            metadata["unix_socket_group"] = .string(unixSocketGroup ?? "-")
+        }
+        if let hecURL { metadata["hec_url"] = .string(hecURL) }
+        if hecToken != nil { metadata["hec_token"] = "<redacted>" }
+        return metadata
+    }
+}

@@ -1,0 +1,113 @@
+/// Every setting of the service: its flag, its environment variable(s), its default and its help.
+///
+/// This table is the single source for `--help`, for the configuration resolver and for the
+/// README's flag table. Flags are accepted with one or two dashes (`-max-connections 200` and
+/// `--max-connections 200`); a flag wins over the environment, the environment over the default.
+public enum Setting: String, CaseIterable, Sendable {
+    case unixSocket = "unix-socket"
+    case unixSocketMode = "unix-socket-mode"
+    case unixSocketGroup = "unix-socket-group"
+    case tcpListen = "tcp-listen"
+    case maxConnections = "max-connections"
+    case maxFrameSize = "max-frame-size"
+    case handshakeTimeout = "handshake-timeout"
+    case idleTimeout = "idle-timeout"
+    case bufferSize = "buffer-size"
+    case batchSize = "batch-size"
+    case flushInterval = "flush-interval"
+    case outputType = "output-type"
+    case hecURL = "hec-url"
+    case hecToken = "hec-token"
+    case shutdownTimeout = "shutdown-timeout"
+    case statsInterval = "stats-interval"
+    case logLevel = "log-level"
+
+    /// The flag name without dashes.
+    public var flag: String { rawValue }
+
+    /// Older spellings (of the earlier Go forwarder) accepted as flags.
+    public var legacyFlags: [String] {
+        switch self {
+        case .unixSocket: return ["socket"]
+        case .bufferSize: return ["buffer"]
+        default: return []
+        }
+    }
+
+    /// The environment variable, then older spellings that are still read (first found wins).
+    public var environmentNames: [String] {
+        let primary = "DNSTAP_" + rawValue.uppercased().replacingOccurrences(of: "-", with: "_")
+        switch self {
+        case .unixSocket: return [primary, "DNSTAP_SOCKET_PATH"]
+        case .flushInterval: return [primary, "DNSTAP_FLUSH_INTERVAL_SEC"]
+        default: return [primary]
+        }
+    }
+
+    public var environmentName: String { environmentNames[0] }
+
+    /// Whether the value must never be logged or printed.
+    public var isSecret: Bool { self == .hecToken }
+
+    /// The default, as a user would write it (nil: no default, the setting is off or derived).
+    public var defaultValue: String? {
+        switch self {
+        case .unixSocket: return "/tmp/dnstap.sock"
+        case .unixSocketMode: return "0660"
+        case .unixSocketGroup: return nil
+        case .tcpListen: return nil
+        case .maxConnections: return nil
+        case .maxFrameSize: return "1MiB"
+        case .handshakeTimeout: return "10s"
+        case .idleTimeout: return "10m"
+        case .bufferSize: return "10000"
+        case .batchSize: return "100"
+        case .flushInterval: return "1s"
+        case .outputType: return "stdout"
+        case .hecURL: return nil
+        case .hecToken: return nil
+        case .shutdownTimeout: return "30s"
+        case .statsInterval: return "60s"
+        case .logLevel: return "info"
+        }
+    }
+
+    /// How the default reads in help and in the README.
+    public var defaultDescription: String {
+        switch self {
+        case .unixSocket: return "/tmp/dnstap.sock (when no -tcp-listen is given)"
+        case .unixSocketGroup: return "the process's group"
+        case .tcpListen: return "off"
+        case .maxConnections: return "auto: buffer-size / 10, clamped to 10..500"
+        case .hecURL, .hecToken: return "none"
+        default: return defaultValue ?? "none"
+        }
+    }
+
+    public var summary: String {
+        switch self {
+        case .unixSocket: return "Unix socket path to listen on for Frame Streams (empty: no unix socket)."
+        case .unixSocketMode: return "Permissions of the socket file, octal."
+        case .unixSocketGroup: return "Group (name or id) that owns the socket file, so a resolver running as its own user can connect."
+        case .tcpListen: return "TCP address to listen on, HOST:PORT ([::1]:PORT for IPv6)."
+        case .maxConnections: return "Most concurrent dnstap connections; more are accepted, logged, counted and closed."
+        case .maxFrameSize: return "Largest data frame; a larger one is skipped and counted (bytes, or with K/KiB/M/MiB)."
+        case .handshakeTimeout: return "Close a connection that has not completed READY/ACCEPT/START by then."
+        case .idleTimeout: return "Close a connection that has sent nothing for this long (0: never)."
+        case .bufferSize: return "Events held between the connections and the output; when full, connections stop reading."
+        case .batchSize: return "Events written per batch."
+        case .flushInterval: return "Longest time an event waits for its batch (seconds, or with ms/s/m)."
+        case .outputType: return "Where events go: stdout (JSON lines) or hec (Splunk HTTP Event Collector; not implemented yet)."
+        case .hecURL: return "Splunk HEC endpoint, e.g. https://splunk.example.com:8088/services/collector."
+        case .hecToken: return "Splunk HEC token (never logged)."
+        case .shutdownTimeout: return "Bound on draining and flushing at SIGINT/SIGTERM."
+        case .statsInterval: return "How often statistics are logged (0: only at exit)."
+        case .logLevel: return "debug, info, warn or error. Logs go to stderr."
+        }
+    }
+
+    /// One line for `--help`: the summary, the environment variable(s) and the default.
+    public var helpText: String {
+        "\(summary) (env \(environmentNames.joined(separator: ", ")); default \(defaultDescription))"
+    }
+}

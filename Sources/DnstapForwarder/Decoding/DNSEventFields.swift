@@ -1,0 +1,54 @@
+/// The DNS part of an event: header, question, answers, EDNS (README, "Output schema").
+enum DNSEventFields {
+    static func write(_ dns: DNSMessage, size: Int, into json: inout JSONObjectWriter) {
+        json.field("message_size", size)
+        if let error = dns.parseError, case .tooShort = error {
+            json.field("dns_parse_error", error.description)
+            return
+        }
+        json.field("transaction_id", dns.id)
+        json.field("query_type", DNSNames.opcodeName(dns.opcode))
+        if let question = dns.question {
+            json.field("query", question.name)
+            json.field("record_type", DNSNames.typeName(question.type))
+            json.field("query_class", DNSNames.className(question.qclass))
+        }
+        if dns.isResponse {
+            json.field("reply_code", DNSNames.rcodeName(dns.rcode))
+            json.field("reply_code_id", dns.rcode)
+        }
+        writeFlags(dns, into: &json)
+        json.field("answer_count", dns.answerCount)
+        json.field("authority_answer_count", dns.authorityCount)
+        json.field("additional_answer_count", dns.additionalCount)
+        if !dns.answers.isEmpty {
+            json.field("answer", strings: dns.answers.map { $0.data.presentation })
+            json.field("answer_type", strings: dns.answers.map { DNSNames.typeName($0.type) })
+            json.field("answer_name", strings: dns.answers.map(\.name))
+            json.field("ttl", integers: dns.answers.map(\.ttl))
+        }
+        if let edns = dns.edns {
+            json.field("edns_udp_size", edns.udpPayloadSize)
+            json.field("edns_version", edns.version)
+            json.field("edns_do", edns.dnssecOK)
+            if let nsid = edns.nsid { json.field("edns_nsid", bytes: nsid) }
+            if let subnet = edns.clientSubnet { json.field("edns_client_subnet", subnet) }
+            if !edns.extendedErrors.isEmpty {
+                json.field("edns_ede", strings: edns.extendedErrors.map { "\($0.code)" + ($0.text.isEmpty ? "" : " \($0.text)") })
+            }
+        }
+        if let error = dns.parseError { json.field("dns_parse_error", error.description) }
+    }
+
+    private static func writeFlags(_ dns: DNSMessage, into json: inout JSONObjectWriter) {
+        var flags: [String] = []
+        if dns.isResponse { flags.append("qr") }
+        if dns.authoritativeAnswer { flags.append("aa") }
+        if dns.truncated { flags.append("tc") }
+        if dns.recursionDesired { flags.append("rd") }
+        if dns.recursionAvailable { flags.append("ra") }
+        if dns.authenticData { flags.append("ad") }
+        if dns.checkingDisabled { flags.append("cd") }
+        json.field("flags", strings: flags)
+    }
+}

@@ -1,0 +1,52 @@
+import NIOCore
+import SwiftProtobuf
+
+/// Turns dnstap frames into JSON events, appending them to one scratch buffer per read so that the
+/// events of a read share one allocation.
+///
+/// Per connection, touched by one task at a time. The field names are documented in the README
+/// ("Output schema") and are stable.
+public struct DnstapEventEncoder {
+    private var writer: JSONObjectWriter
+    private var pending: [(start: Int, end: Int, time: Int64)] = []
+    private let allocator: ByteBufferAllocator
+
+    public init(allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+        self.allocator = allocator
+        self.writer = JSONObjectWriter(buffer: allocator.buffer(capacity: 16 * 1024))
+        pending.reserveCapacity(256)
+    }
+
+    /// Events appended since the last `takeEvents()`.
+    public var pendingCount: Int { pending.count }
+
+    /// Decodes one dnstap frame and appends its event. A DNS message that does not parse still
+    /// gives an event (with `dns_parse_error`); a protobuf that does not decode gives none.
+    public mutating func append(frame: ByteBuffer, receivedAtMicros: Int64) throws(DnstapDecodeError) {
+        let dnstap: Dnstap_Dnstap
+        do {
+            dnstap = try Dnstap_Dnstap(serializedBytes: frame.readableBytesSpan, partial: true)
+        } catch {
+            throw .malformedProtobuf("\(error)")
+        }
+        let start = writer.buffer.writerIndex
+        writer.beginObject()
+        let time = DnstapEventFields.write(dnstap, receivedAtMicros: receivedAtMicros, into: &writer)
+        writer.endObject()
+        pending.append((start, writer.buffer.writerIndex, time))
+    }
+
+    /// The events appended since the last call, as slices of one right-sized buffer.
+    public mutating func takeEvents() -> [ForwardedEvent] {
+        guard !pending.isEmpty else { return [] }
+        var chunk = allocator.buffer(capacity: writer.buffer.readableBytes)
+        chunk.writeImmutableBuffer(writer.buffer)
+        let base = writer.buffer.readerIndex
+        let events = pending.map { entry in
+            ForwardedEvent(json: chunk.getSlice(at: entry.start - base, length: entry.end - entry.start)!, timeMicros: entry.time)
+        }
+        pending.removeAll(keepingCapacity: true)
+        writer.buffer.clear()
+        return events
+    }
+}
