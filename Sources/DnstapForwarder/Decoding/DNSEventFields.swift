@@ -1,6 +1,6 @@
 /// The DNS part of an event: header, question, answers, EDNS (README, "Output schema").
 enum DNSEventFields {
-    static func write(_ dns: DNSMessage, size: Int, into json: inout JSONObjectWriter) {
+    static func write(_ dns: DNSMessage, size: Int, into json: JSONObjectWriter) {
         json.field("message_size", size)
         if let error = dns.parseError, case .tooShort = error {
             json.field("dns_parse_error", error.description)
@@ -17,7 +17,7 @@ enum DNSEventFields {
             json.field("reply_code", DNSNames.rcodeName(dns.rcode))
             json.field("reply_code_id", dns.rcode)
         }
-        writeFlags(dns, into: &json)
+        writeFlags(dns, into: json)
         json.field("answer_count", dns.answerCount)
         json.field("authority_answer_count", dns.authorityCount)
         json.field("additional_answer_count", dns.additionalCount)
@@ -40,15 +40,15 @@ enum DNSEventFields {
         if let error = dns.parseError { json.field("dns_parse_error", error.description) }
     }
 
-    private static func writeFlags(_ dns: DNSMessage, into json: inout JSONObjectWriter) {
-        var flags: [String] = []
-        if dns.isResponse { flags.append("qr") }
-        if dns.authoritativeAnswer { flags.append("aa") }
-        if dns.truncated { flags.append("tc") }
-        if dns.recursionDesired { flags.append("rd") }
-        if dns.recursionAvailable { flags.append("ra") }
-        if dns.authenticData { flags.append("ad") }
-        if dns.checkingDisabled { flags.append("cd") }
-        json.field("flags", strings: flags)
+    private static func writeFlags(_ dns: DNSMessage, into json: JSONObjectWriter) {
+        json.beginArray("flags")
+        if dns.isResponse { json.arrayElement(static: "qr") }
+        if dns.authoritativeAnswer { json.arrayElement(static: "aa") }
+        if dns.truncated { json.arrayElement(static: "tc") }
+        if dns.recursionDesired { json.arrayElement(static: "rd") }
+        if dns.recursionAvailable { json.arrayElement(static: "ra") }
+        if dns.authenticData { json.arrayElement(static: "ad") }
+        if dns.checkingDisabled { json.arrayElement(static: "cd") }
+        json.endArray()
     }
 }

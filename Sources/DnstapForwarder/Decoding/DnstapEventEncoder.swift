@@ -13,7 +13,7 @@ public struct DnstapEventEncoder {
 
     public init(allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         self.allocator = allocator
-        self.writer = JSONObjectWriter(buffer: allocator.buffer(capacity: 16 * 1024))
+        self.writer = JSONObjectWriter(capacity: 64 * 1024)
         pending.reserveCapacity(256)
     }
 
@@ -29,24 +29,23 @@ public struct DnstapEventEncoder {
         } catch {
             throw .malformedProtobuf("\(error)")
         }
-        let start = writer.buffer.writerIndex
+        let start = writer.count
         writer.beginObject()
-        let time = DnstapEventFields.write(dnstap, receivedAtMicros: receivedAtMicros, into: &writer)
+        let time = DnstapEventFields.write(dnstap, receivedAtMicros: receivedAtMicros, into: writer)
         writer.endObject()
-        pending.append((start, writer.buffer.writerIndex, time))
+        pending.append((start, writer.count, time))
     }
 
     /// The events appended since the last call, as slices of one right-sized buffer.
     public mutating func takeEvents() -> [ForwardedEvent] {
         guard !pending.isEmpty else { return [] }
-        var chunk = allocator.buffer(capacity: writer.buffer.readableBytes)
-        chunk.writeImmutableBuffer(writer.buffer)
-        let base = writer.buffer.readerIndex
+        var chunk = allocator.buffer(capacity: writer.count)
+        chunk.writeBytes(writer.bytes)
         let events = pending.map { entry in
-            ForwardedEvent(json: chunk.getSlice(at: entry.start - base, length: entry.end - entry.start)!, timeMicros: entry.time)
+            ForwardedEvent(json: chunk.getSlice(at: entry.start, length: entry.end - entry.start)!, timeMicros: entry.time)
         }
         pending.removeAll(keepingCapacity: true)
-        writer.buffer.clear()
+        writer.removeAll()
         return events
     }
 }

@@ -5,7 +5,7 @@ import SwiftProtobuf
 /// Names follow Splunk CIM's Network Resolution model where one fits.
 enum DnstapEventFields {
     /// Writes the fields of one event; returns the event's time in microseconds.
-    static func write(_ dnstap: Dnstap_Dnstap, receivedAtMicros: Int64, into json: inout JSONObjectWriter) -> Int64 {
+    static func write(_ dnstap: Dnstap_Dnstap, receivedAtMicros: Int64, into json: JSONObjectWriter) -> Int64 {
         let message = dnstap.message
         let messageType = dnstap.hasMessage ? MessageTypeInfo(message) : nil
         let queryTime = message.hasQueryTimeSec ? micros(message.queryTimeSec, message.queryTimeNsec) : nil
@@ -22,15 +22,15 @@ enum DnstapEventFields {
         } else {
             json.field("dnstap_type", dnstap.hasType ? "NO_MESSAGE" : "UNKNOWN(\(unknownEnum(dnstap.unknownFields, field: 15)))")
         }
-        if dnstap.hasIdentity { json.field("identity", bytes: dnstap.identity) }
-        if dnstap.hasVersion { json.field("version", bytes: dnstap.version) }
-        if dnstap.hasExtra { json.field("extra", bytes: dnstap.extra) }
+        if dnstap.hasIdentity { dnstap.identity.withUnsafeBytes { json.field("identity", bytes: $0) } }
+        if dnstap.hasVersion { dnstap.version.withUnsafeBytes { json.field("version", bytes: $0) } }
+        if dnstap.hasExtra { dnstap.extra.withUnsafeBytes { json.field("extra", bytes: $0) } }
         guard dnstap.hasMessage else { return eventTime }
 
-        writeTransport(message, into: &json)
-        writeAddress("src", message.hasQueryAddress ? message.queryAddress : nil, into: &json)
+        writeTransport(message, into: json)
+        writeAddress("src", message.hasQueryAddress ? message.queryAddress : nil, into: json)
         if message.hasQueryPort { json.field("src_port", message.queryPort) }
-        writeAddress("dest", message.hasResponseAddress ? message.responseAddress : nil, into: &json)
+        writeAddress("dest", message.hasResponseAddress ? message.responseAddress : nil, into: json)
         if message.hasResponsePort { json.field("dest_port", message.responsePort) }
         if let queryTime { json.field("query_timestamp", timestampMicros: queryTime) }
         if let responseTime { json.field("response_timestamp", timestampMicros: responseTime) }
@@ -40,7 +40,7 @@ enum DnstapEventFields {
         if message.hasQueryZone {
             json.field("query_zone", WireName.render(message.queryZone) ?? "\\# " + DNSRecordRenderer.hex(message.queryZone))
         }
-        if message.hasPolicy { writePolicy(message.policy, into: &json) }
+        if message.hasPolicy { writePolicy(message.policy, into: json) }
 
         // The DNS message: the response for response types, else the query.
         let wire: Data?
@@ -55,7 +55,7 @@ enum DnstapEventFields {
         }
         if let wire {
             let dns = wire.withUnsafeBytes { DNSMessage(parsing: $0) }
-            DNSEventFields.write(dns, size: wire.count, into: &json)
+            DNSEventFields.write(dns, size: wire.count, into: json)
         }
         return eventTime
     }
@@ -65,7 +65,7 @@ enum DnstapEventFields {
         return clampedSeconds * 1_000_000 + Int64(min(nanos, 999_999_999) / 1000)
     }
 
-    private static func writeTransport(_ message: Dnstap_Message, into json: inout JSONObjectWriter) {
+    private static func writeTransport(_ message: Dnstap_Message, into json: JSONObjectWriter) {
         if message.hasSocketFamily {
             json.field("socket_family", static: message.socketFamily == .inet6 ? "INET6" : "INET")
         } else if let raw = unknownEnumIfPresent(message.unknownFields, field: 2) {
@@ -97,16 +97,12 @@ enum DnstapEventFields {
         }
     }
 
-    private static func writeAddress(_ key: StaticString, _ bytes: Data?, into json: inout JSONObjectWriter) {
+    private static func writeAddress(_ key: StaticString, _ bytes: Data?, into json: JSONObjectWriter) {
         guard let bytes else { return }
-        switch bytes.count {
-        case 4: json.field(key, IPAddressFormatter.string(fromIPv4: bytes))
-        case 16: json.field(key, IPAddressFormatter.string(fromIPv6: bytes))
-        default: json.field(key, DNSRecordRenderer.hex(bytes))
-        }
+        bytes.withUnsafeBytes { json.field(key, address: $0) }
     }
 
-    private static func writePolicy(_ policy: Dnstap_Policy, into json: inout JSONObjectWriter) {
+    private static func writePolicy(_ policy: Dnstap_Policy, into json: JSONObjectWriter) {
         if policy.hasType { json.field("policy_type", bytes: Array(policy.type.utf8)) }
         if policy.hasRule { json.field("policy_rule", WireName.render(policy.rule) ?? DNSRecordRenderer.hex(policy.rule)) }
         if policy.hasAction { json.field("policy_action", "\(policy.action)".uppercased()) }

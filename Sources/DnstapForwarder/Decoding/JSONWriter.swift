@@ -1,194 +1,285 @@
-import NIOCore
-
-/// Appends flat JSON objects to a `ByteBuffer` it owns, with no intermediate strings.
+/// Appends flat JSON objects to memory it owns, with no intermediate strings.
 ///
-/// Strings are escaped per RFC 8259; byte strings that are not valid UTF-8 have each invalid byte
-/// written as the text `\xHH`, so any input bytes give valid JSON.
-struct JSONObjectWriter {
-    var buffer: ByteBuffer
-    private var needsComma = false
+/// The hot path of the service writes every event byte by byte, so the storage is raw memory with
+/// unchecked exclusivity: one connection's encoder owns one writer and uses it from one task at a
+/// time, so no access can overlap.
+final class JSONObjectWriter {
+    @exclusivity(unchecked) private var base: UnsafeMutablePointer<UInt8>
+    @exclusivity(unchecked) private var capacity: Int
+    @exclusivity(unchecked) private(set) var count = 0
+    @exclusivity(unchecked) private var needsComma = false
 
-    init(buffer: ByteBuffer) {
-        self.buffer = buffer
+    init(capacity: Int) {
+        self.capacity = max(capacity, 64)
+        self.base = .allocate(capacity: self.capacity)
     }
 
-    mutating func beginObject() {
+    deinit { base.deallocate() }
+
+    /// The bytes written since the last `removeAll`.
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    func removeAll() { count = 0 }
+
+    func beginObject() {
         needsComma = false
-        buffer.writeInteger(UInt8(ascii: "{"))
+        append(UInt8(ascii: "{"))
     }
 
-    mutating func endObject() {
-        buffer.writeInteger(UInt8(ascii: "}"))
+    func endObject() {
+        append(UInt8(ascii: "}"))
     }
 
-    private mutating func key(_ name: StaticString) {
-        if needsComma { buffer.writeInteger(UInt8(ascii: ",")) }
+    // MARK: - Storage
+
+    @inline(__always)
+    private func reserve(_ extra: Int) {
+        if count + extra > capacity { grow(extra) }
+    }
+
+    private func grow(_ extra: Int) {
+        let newCapacity = max(capacity * 2, count + extra)
+        let newBase = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+        newBase.update(from: base, count: count)
+        base.deallocate()
+        base = newBase
+        capacity = newCapacity
+    }
+
+    @inline(__always)
+    private func append(_ byte: UInt8) {
+        reserve(1)
+        base[count] = byte
+        count += 1
+    }
+
+    @inline(__always)
+    private func append(_ raw: UnsafeRawBufferPointer) {
+        guard raw.count > 0 else { return }
+        reserve(raw.count)
+        UnsafeMutableRawPointer(base + count).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+        count += raw.count
+    }
+
+    @inline(__always)
+    private func append(static string: StaticString) {
+        append(UnsafeRawBufferPointer(start: string.utf8Start, count: string.utf8CodeUnitCount))
+    }
+
+    private func key(_ name: StaticString) {
+        if needsComma { append(UInt8(ascii: ",")) }
         needsComma = true
-        buffer.writeInteger(UInt8(ascii: "\""))
-        buffer.writeStaticString(name)
-        buffer.writeInteger(UInt8(ascii: "\""))
-        buffer.writeInteger(UInt8(ascii: ":"))
+        append(UInt8(ascii: "\""))
+        append(static: name)
+        append(UInt8(ascii: "\""))
+        append(UInt8(ascii: ":"))
     }
 
-    mutating func field(_ name: StaticString, _ value: String) {
+    func field(_ name: StaticString, _ value: String) {
         key(name)
         writeString(value)
     }
 
-    mutating func field(_ name: StaticString, static value: StaticString) {
+    func field(_ name: StaticString, static value: StaticString) {
         key(name)
-        buffer.writeInteger(UInt8(ascii: "\""))
-        buffer.writeStaticString(value)
-        buffer.writeInteger(UInt8(ascii: "\""))
+        append(UInt8(ascii: "\""))
+        append(static: value)
+        append(UInt8(ascii: "\""))
     }
 
-    mutating func field<Bytes: Collection<UInt8>>(_ name: StaticString, bytes value: Bytes) {
+    func field(_ name: StaticString, bytes value: UnsafeRawBufferPointer) {
         key(name)
         writeByteString(value)
     }
 
-    mutating func field<Integer: BinaryInteger>(_ name: StaticString, _ value: Integer) {
+    func field(_ name: StaticString, bytes value: [UInt8]) {
+        value.withUnsafeBytes { field(name, bytes: $0) }
+    }
+
+    func field<Integer: BinaryInteger>(_ name: StaticString, _ value: Integer) {
         key(name)
         writeInteger(value)
     }
 
-    mutating func field(_ name: StaticString, _ value: Bool) {
+    func field(_ name: StaticString, _ value: Bool) {
         key(name)
-        if value { buffer.writeStaticString("true") } else { buffer.writeStaticString("false") }
+        if value { append(static: "true") } else { append(static: "false") }
     }
 
     /// A non-negative decimal with exactly six fraction digits, from a count of microseconds.
-    mutating func field(_ name: StaticString, micros value: Int64) {
+    func field(_ name: StaticString, micros value: Int64) {
         key(name)
-        if value < 0 { buffer.writeInteger(UInt8(ascii: "-")) }
+        if value < 0 { append(UInt8(ascii: "-")) }
         let magnitude = value.magnitude
         writeInteger(magnitude / 1_000_000)
-        buffer.writeInteger(UInt8(ascii: "."))
+        append(UInt8(ascii: "."))
         writePadded(magnitude % 1_000_000, digits: 6)
     }
 
     /// An RFC 3339 UTC timestamp with microseconds, e.g. "2026-11-21T23:40:35.123456Z".
-    mutating func field(_ name: StaticString, timestampMicros value: Int64) {
+    func field(_ name: StaticString, timestampMicros value: Int64) {
         key(name)
-        buffer.writeInteger(UInt8(ascii: "\""))
+        append(UInt8(ascii: "\""))
         let seconds = value >= 0 ? value / 1_000_000 : (value - 999_999) / 1_000_000
         let micros = value - seconds * 1_000_000
         let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
         let secondOfDay = seconds - days * 86_400
         let (year, month, day) = CivilDate.from(daysSinceEpoch: days)
         writePadded(UInt64(clamping: year), digits: 4)
-        buffer.writeInteger(UInt8(ascii: "-"))
+        append(UInt8(ascii: "-"))
         writePadded(UInt64(month), digits: 2)
-        buffer.writeInteger(UInt8(ascii: "-"))
+        append(UInt8(ascii: "-"))
         writePadded(UInt64(day), digits: 2)
-        buffer.writeInteger(UInt8(ascii: "T"))
+        append(UInt8(ascii: "T"))
         writePadded(UInt64(secondOfDay / 3600), digits: 2)
-        buffer.writeInteger(UInt8(ascii: ":"))
+        append(UInt8(ascii: ":"))
         writePadded(UInt64(secondOfDay / 60 % 60), digits: 2)
-        buffer.writeInteger(UInt8(ascii: ":"))
+        append(UInt8(ascii: ":"))
         writePadded(UInt64(secondOfDay % 60), digits: 2)
-        buffer.writeInteger(UInt8(ascii: "."))
+        append(UInt8(ascii: "."))
         writePadded(UInt64(micros), digits: 6)
-        buffer.writeStaticString("Z\"")
+        append(static: "Z\"")
     }
 
     /// An array of strings.
-    mutating func field(_ name: StaticString, strings values: [String]) {
+    func field(_ name: StaticString, strings values: [String]) {
         key(name)
-        buffer.writeInteger(UInt8(ascii: "["))
+        append(UInt8(ascii: "["))
         for (index, value) in values.enumerated() {
-            if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+            if index > 0 { append(UInt8(ascii: ",")) }
             writeString(value)
         }
-        buffer.writeInteger(UInt8(ascii: "]"))
+        append(UInt8(ascii: "]"))
     }
 
     /// An array of integers.
-    mutating func field<Integer: BinaryInteger>(_ name: StaticString, integers values: [Integer]) {
+    func field<Integer: BinaryInteger>(_ name: StaticString, integers values: [Integer]) {
         key(name)
-        buffer.writeInteger(UInt8(ascii: "["))
+        append(UInt8(ascii: "["))
         for (index, value) in values.enumerated() {
-            if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+            if index > 0 { append(UInt8(ascii: ",")) }
             writeInteger(value)
         }
-        buffer.writeInteger(UInt8(ascii: "]"))
+        append(UInt8(ascii: "]"))
     }
 
     // MARK: - Scalars
 
-    private mutating func writeInteger<Integer: BinaryInteger>(_ value: Integer) {
+    private func writeInteger<Integer: BinaryInteger>(_ value: Integer) {
         if value < 0 {
-            buffer.writeInteger(UInt8(ascii: "-"))
+            append(UInt8(ascii: "-"))
             writeDecimal(UInt64(value.magnitude))
         } else {
             writeDecimal(UInt64(value))
         }
     }
 
-    private mutating func writeDecimal(_ value: UInt64) {
+    private func writeDecimal(_ value: UInt64) {
         var count = 1
         var scratch = value / 10
         while scratch > 0 { count += 1; scratch /= 10 }
         writePadded(value, digits: count)
     }
 
-    private mutating func writePadded(_ value: UInt64, digits: Int) {
+    private func writePadded(_ value: UInt64, digits: Int) {
         var value = value
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: digits) { pointer in
-            var index = digits - 1
-            while index >= 0 {
-                pointer[index] = UInt8(ascii: "0") + UInt8(value % 10)
-                value /= 10
-                index -= 1
-            }
-            return digits
+        reserve(digits)
+        var index = count + digits - 1
+        while index >= count {
+            base[index] = UInt8(ascii: "0") + UInt8(value % 10)
+            value /= 10
+            index -= 1
         }
+        count += digits
     }
 
-    private mutating func writeString(_ value: String) {
+    /// An IPv4 or IPv6 address (or hex for any other length) as a JSON string.
+    func field<Bytes: Collection<UInt8>>(_ name: StaticString, address bytes: Bytes) where Bytes.Index == Int {
+        key(name)
+        append(UInt8(ascii: "\""))
+        if bytes.count == 4 {
+            for (offset, byte) in bytes.enumerated() {
+                if offset > 0 { append(UInt8(ascii: ".")) }
+                writeDecimal(UInt64(byte))
+            }
+        } else {
+            var text = bytes.count == 16 ? IPAddressFormatter.string(fromIPv6: bytes) : DNSRecordRenderer.hex(bytes)
+            text.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+        }
+        append(UInt8(ascii: "\""))
+    }
+
+    /// Starts an array field; follow with `arrayElement` calls and `endArray`.
+    func beginArray(_ name: StaticString) {
+        key(name)
+        append(UInt8(ascii: "["))
+        needsComma = false
+    }
+
+    func arrayElement(static value: StaticString) {
+        if needsComma { append(UInt8(ascii: ",")) }
+        needsComma = true
+        append(UInt8(ascii: "\""))
+        append(static: value)
+        append(UInt8(ascii: "\""))
+    }
+
+    func endArray() {
+        append(UInt8(ascii: "]"))
+        needsComma = true
+    }
+
+    private func writeString(_ value: String) {
         var value = value
-        value.withUTF8 { writeByteString($0) }
+        value.withUTF8 { writeByteString(UnsafeRawBufferPointer($0)) }
     }
 
     /// Writes bytes as a JSON string. Valid UTF-8 passes through (escaped); each byte that is not
     /// part of a valid UTF-8 sequence becomes the six characters `\\xHH` (JSON for `\xHH`).
-    private mutating func writeByteString<Bytes: Collection<UInt8>>(_ bytes: Bytes) {
-        buffer.writeInteger(UInt8(ascii: "\""))
-        var index = bytes.startIndex
-        while index != bytes.endIndex {
+    private func writeByteString(_ bytes: UnsafeRawBufferPointer) {
+        append(UInt8(ascii: "\""))
+        var index = 0
+        var runStart = 0
+        while index < bytes.count {
             let byte = bytes[index]
-            if byte < 0x80 {
-                writeASCII(byte)
-                index = bytes.index(after: index)
+            if byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\") {
+                index += 1
                 continue
             }
-            let length = UTF8Validation.sequenceLength(bytes, at: index)
-            if length == 0 {
-                buffer.writeStaticString("\\\\x")
-                buffer.writeInteger(hexDigit(byte >> 4))
-                buffer.writeInteger(hexDigit(byte & 0xF))
-                index = bytes.index(after: index)
+            append(UnsafeRawBufferPointer(rebasing: bytes[runStart..<index]))
+            if byte < 0x80 {
+                writeASCII(byte)
+                index += 1
             } else {
-                let end = bytes.index(index, offsetBy: length)
-                buffer.writeBytes(bytes[index..<end])
-                index = end
+                let length = UTF8Validation.sequenceLength(bytes, at: index)
+                if length == 0 {
+                    append(static: "\\\\x")
+                    append(hexDigit(byte >> 4))
+                    append(hexDigit(byte & 0xF))
+                    index += 1
+                } else {
+                    append(UnsafeRawBufferPointer(rebasing: bytes[index..<(index + length)]))
+                    index += length
+                }
             }
+            runStart = index
         }
-        buffer.writeInteger(UInt8(ascii: "\""))
+        append(UnsafeRawBufferPointer(rebasing: bytes[runStart..<index]))
+        append(UInt8(ascii: "\""))
     }
 
-    private mutating func writeASCII(_ byte: UInt8) {
+    private func writeASCII(_ byte: UInt8) {
         switch byte {
-        case UInt8(ascii: "\""): buffer.writeStaticString("\\\"")
-        case UInt8(ascii: "\\"): buffer.writeStaticString("\\\\")
-        case 0x0A: buffer.writeStaticString("\\n")
-        case 0x0D: buffer.writeStaticString("\\r")
-        case 0x09: buffer.writeStaticString("\\t")
+        case UInt8(ascii: "\""): append(static: "\\\"")
+        case UInt8(ascii: "\\"): append(static: "\\\\")
+        case 0x0A: append(static: "\\n")
+        case 0x0D: append(static: "\\r")
+        case 0x09: append(static: "\\t")
         case 0x00..<0x20, 0x7F:
-            buffer.writeStaticString("\\u00")
-            buffer.writeInteger(hexDigit(byte >> 4))
-            buffer.writeInteger(hexDigit(byte & 0xF))
-        default: buffer.writeInteger(byte)
+            append(static: "\\u00")
+            append(hexDigit(byte >> 4))
+            append(hexDigit(byte & 0xF))
+        default: append(byte)
         }
     }
 

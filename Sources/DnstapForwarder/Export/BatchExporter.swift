@@ -1,0 +1,76 @@
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// Takes batches from the buffer and writes them to the sink, until the buffer closes and is
+/// drained, or the shutdown bound runs out (then what is left is counted and logged as dropped).
+///
+/// Listed before the listener in the service group, so it shuts down after it: it drains what
+/// the connections handed over.
+public final class BatchExporter: Service {
+    private let buffer: EventBuffer
+    private let sink: any EventSink
+    private let batchSize: Int
+    private let flushInterval: TimeAmount
+    private let statistics: ForwarderStatistics
+    private let shutdown: ShutdownCoordinator
+    private let logger: Logger
+
+    public init(
+        buffer: EventBuffer, sink: any EventSink, batchSize: Int, flushInterval: Duration,
+        statistics: ForwarderStatistics, shutdown: ShutdownCoordinator, logger: Logger
+    ) {
+        self.buffer = buffer
+        self.sink = sink
+        self.batchSize = batchSize
+        self.flushInterval = TimeAmount(flushInterval)
+        self.statistics = statistics
+        self.shutdown = shutdown
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await exportUntilDrained()
+        } onGracefulShutdown: { [buffer] in
+            buffer.close()
+        }
+        await sink.shutdown()
+    }
+
+    private func exportUntilDrained() async {
+        var failureLog = RateLimitedLog(interval: .seconds(10))
+        while let batch = await buffer.nextBatch(maxCount: batchSize, flushInterval: flushInterval) {
+            if shutdown.isPastDeadline {
+                statistics.dropped(batch.count, reason: .shutdownTimeout)
+                buffer.complete(batch.count)
+                let left = buffer.discardQueued()
+                statistics.dropped(left, reason: .shutdownTimeout)
+                logger.error(
+                    "shutdown timeout reached with events undelivered",
+                    metadata: ["undelivered": "\(batch.count + left)"])
+                buffer.close()
+                continue
+            }
+            do {
+                try await sink.write(batch)
+                statistics.delivered(batch.count)
+            } catch {
+                statistics.dropped(batch.count, reason: .outputError)
+                if let suppressed = failureLog.shouldLog() {
+                    logger.error(
+                        "output failed; batch dropped",
+                        metadata: ["error": "\(error)", "events": "\(batch.count)", "suppressed_since_last": "\(suppressed)"])
+                }
+            }
+            buffer.complete(batch.count)
+        }
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

@@ -1,0 +1,77 @@
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Where batches of events go. `write` delivers the whole batch or throws.
+public protocol EventSink: Sendable {
+    func write(_ events: [ForwardedEvent]) async throws
+    func shutdown() async
+}
+
+public enum SinkError: Error, CustomStringConvertible {
+    case writeFailed(errno: Int32)
+
+    public var description: String {
+        switch self {
+        case .writeFailed(let code): return "write failed: \(String(cString: strerror(code))) (errno \(code))"
+        }
+    }
+}
+
+/// JSON lines to a file descriptor (stdout by default): one event a line, each batch written with
+/// as few `write(2)` calls as the kernel allows, on a thread of its own so a slow reader never
+/// blocks the event loops. A batch is written whole, so no line is ever torn by this process.
+public final class JSONLinesSink: EventSink {
+    private let fileDescriptor: CInt
+    private let threadPool: NIOThreadPool
+
+    public init(fileDescriptor: CInt = 1) {
+        self.fileDescriptor = fileDescriptor
+        self.threadPool = NIOThreadPool(numberOfThreads: 1)
+        threadPool.start()
+    }
+
+    public func write(_ events: [ForwardedEvent]) async throws {
+        var lines = ByteBufferAllocator().buffer(capacity: events.reduce(0) { $0 + $1.json.readableBytes + 1 })
+        for event in events {
+            lines.writeImmutableBuffer(event.json)
+            lines.writeInteger(UInt8(ascii: "\n"))
+        }
+        let fd = fileDescriptor
+        let frozen = lines
+        try await threadPool.runIfActive {
+            try frozen.withUnsafeReadableBytes { try Self.writeAll(fd, $0) }
+        }
+    }
+
+    static func writeAll(_ fd: CInt, _ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if written >= 0 {
+                offset += written
+                continue
+            }
+            switch errno {
+            case EINTR:
+                continue
+            case EAGAIN:
+                var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                _ = poll(&poller, 1, 1000)
+            default:
+                throw SinkError.writeFailed(errno: errno)
+            }
+        }
+    }
+
+    public func shutdown() async {
+        try? await threadPool.shutdownGracefully()
+    }
+}

@@ -1,0 +1,124 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import NIOCore
+import Synchronization
+
+public enum ConnectionTransport: String, Sendable {
+    case unix
+    case tcp
+}
+
+/// One tracked connection. Counters are atomics updated by the connection's own task; the
+/// registry and the sweeper read them.
+public final class ConnectionRecord: Sendable {
+    public let id: UInt64
+    public let peer: String
+    public let transport: ConnectionTransport
+    /// Wall-clock start, microseconds since the epoch.
+    public let startedAtMicros: Int64
+    public let startedAt: NIODeadline
+    let channel: any Channel
+    private let lastActivityNanos: Atomic<Int64>
+    public let frames = Atomic<Int>(0)
+    public let bytes = Atomic<Int>(0)
+    public let decodeErrors = Atomic<Int>(0)
+    private let handshakeDone = Atomic<Bool>(false)
+    private let waitingForRoom = Atomic<Bool>(false)
+    private let requestedClose = Mutex<CloseReason?>(nil)
+
+    init(id: UInt64, peer: String, transport: ConnectionTransport, channel: any Channel, now: NIODeadline = .now()) {
+        self.id = id
+        self.peer = peer
+        self.transport = transport
+        self.channel = channel
+        self.startedAt = now
+        self.startedAtMicros = WallClock.nowMicros()
+        self.lastActivityNanos = Atomic(now.uptimeNanoseconds.clampedInt64)
+    }
+
+    public var lastActivity: NIODeadline { .uptimeNanoseconds(UInt64(lastActivityNanos.load(ordering: .relaxed))) }
+    public var isHandshakeComplete: Bool { handshakeDone.load(ordering: .relaxed) }
+    /// Whether the connection is parked because the buffer is full (not idle: held back by us).
+    public var isWaitingForRoom: Bool { waitingForRoom.load(ordering: .relaxed) }
+    public var closeRequest: CloseReason? { requestedClose.withLock { $0 } }
+
+    func noteActivity(bytes count: Int, now: NIODeadline = .now()) {
+        bytes.add(count, ordering: .relaxed)
+        lastActivityNanos.store(now.uptimeNanoseconds.clampedInt64, ordering: .relaxed)
+    }
+
+    func noteHandshakeComplete() { handshakeDone.store(true, ordering: .relaxed) }
+    func setWaitingForRoom(_ waiting: Bool) { waitingForRoom.store(waiting, ordering: .relaxed) }
+
+    /// Asks the connection to close for `reason` (the first reason wins).
+    func requestClose(_ reason: CloseReason) {
+        let first = requestedClose.withLock { current -> Bool in
+            guard current == nil else { return false }
+            current = reason
+            return true
+        }
+        if first { channel.close(promise: nil) }
+    }
+}
+
+/// The atomic connection cap and the set of open connections.
+public final class ConnectionRegistry: Sendable {
+    public let maxConnections: Int
+    private let activeCount = Atomic<Int>(0)
+    private let nextID = Atomic<UInt64>(0)
+    private let records = Mutex<[UInt64: ConnectionRecord]>([:])
+
+    public init(maxConnections: Int) {
+        self.maxConnections = maxConnections
+    }
+
+    public var active: Int { activeCount.load(ordering: .relaxed) }
+
+    /// Takes a slot if one is free. Lock-free: the cap holds under any number of accepting loops.
+    func tryReserve() -> Bool {
+        var current = activeCount.load(ordering: .relaxed)
+        while current < maxConnections {
+            let (exchanged, original) = activeCount.compareExchange(
+                expected: current, desired: current + 1, ordering: .acquiringAndReleasing)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    func releaseReservation() {
+        activeCount.subtract(1, ordering: .acquiringAndReleasing)
+    }
+
+    func open(peer: String, transport: ConnectionTransport, channel: any Channel) -> ConnectionRecord {
+        let id = nextID.add(1, ordering: .relaxed).newValue
+        let record = ConnectionRecord(id: id, peer: peer, transport: transport, channel: channel)
+        records.withLock { $0[id] = record }
+        return record
+    }
+
+    /// Forgets a connection and frees its slot.
+    func close(_ record: ConnectionRecord) {
+        let removed = records.withLock { $0.removeValue(forKey: record.id) }
+        if removed != nil { releaseReservation() }
+    }
+
+    public func snapshot() -> [ConnectionRecord] {
+        records.withLock { Array($0.values) }.sorted { $0.id < $1.id }
+    }
+}
+
+enum WallClock {
+    static func nowMicros() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1000
+    }
+}
+
+extension UInt64 {
+    var clampedInt64: Int64 { Int64(clamping: self) }
+}

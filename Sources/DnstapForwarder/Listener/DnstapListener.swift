@@ -1,0 +1,352 @@
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Accepts Frame Streams connections on unix sockets and TCP, enforces the connection cap, runs
+/// each connection as its own task, and sweeps for handshake and idle timeouts.
+///
+/// On graceful shutdown it stops accepting (the socket file is removed), lets open connections
+/// hand over what they have already received for a short drain window, then closes them.
+public final class DnstapListener: Service {
+    public struct Settings: Sendable {
+        public var addresses: [ListenAddress]
+        public var unixSocketMode: UInt16
+        public var unixSocketGroup: String?
+        public var maxFrameSize: Int
+        public var handshakeTimeout: TimeAmount
+        public var idleTimeout: TimeAmount?
+
+        public init(configuration: ForwarderConfiguration) {
+            addresses = configuration.listenAddresses
+            unixSocketMode = configuration.unixSocketMode
+            unixSocketGroup = configuration.unixSocketGroup
+            maxFrameSize = configuration.maxFrameSize
+            handshakeTimeout = TimeAmount(configuration.handshakeTimeout)
+            idleTimeout = configuration.idleTimeout.map(TimeAmount.init)
+        }
+    }
+
+    typealias ConnectionChannel = NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    enum Accepted: Sendable {
+        case connection(ConnectionChannel, ConnectionRecord)
+        case rejected
+    }
+
+    private let settings: Settings
+    private let registry: ConnectionRegistry
+    private let buffer: EventBuffer
+    private let statistics: ForwarderStatistics
+    private let shutdown: ShutdownCoordinator
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let bound = Mutex<BindState>(BindState())
+    private let rejectionLog = Mutex(RateLimitedLog(interval: .seconds(1)))
+
+    private struct BindState {
+        var addresses: [SocketAddress]?
+        var waiters: [CheckedContinuation<[SocketAddress], any Error>] = []
+        var failure: (any Error)?
+        var servers: [any Channel] = []
+    }
+
+    public init(
+        settings: Settings, registry: ConnectionRegistry, buffer: EventBuffer, statistics: ForwarderStatistics,
+        shutdown: ShutdownCoordinator, group: any EventLoopGroup, logger: Logger
+    ) {
+        self.settings = settings
+        self.registry = registry
+        self.buffer = buffer
+        self.statistics = statistics
+        self.shutdown = shutdown
+        self.group = group
+        self.logger = logger
+    }
+
+    /// The addresses actually bound (TCP port 0 becomes the real port), once listening.
+    public func boundAddresses() async throws -> [SocketAddress] {
+        try await withCheckedThrowingContinuation { continuation in
+            let result = bound.withLock { state -> Result<[SocketAddress], any Error>? in
+                if let addresses = state.addresses { return .success(addresses) }
+                if let failure = state.failure { return .failure(failure) }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let result { continuation.resume(with: result) }
+        }
+    }
+
+    public func run() async throws {
+        let servers: [NIOAsyncChannel<Accepted, Never>]
+        do {
+            servers = try await bindAll()
+        } catch {
+            let waiters = bound.withLock { state in
+                state.failure = error
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume(throwing: error) }
+            throw error
+        }
+        let addresses = servers.compactMap { $0.channel.localAddress }
+        let waiters = bound.withLock { state in
+            state.addresses = addresses
+            state.servers = servers.map(\.channel)
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: addresses) }
+        logger.info(
+            "listening for dnstap",
+            metadata: ["addresses": "\(settings.addresses.map(\.description).joined(separator: ", "))",
+                       "max_connections": "\(registry.maxConnections)"])
+
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                for server in servers {
+                    group.addTask { try await self.acceptLoop(server) }
+                }
+                group.addTask { await self.sweepLoop() }
+            }
+        } onGracefulShutdown: {
+            self.stopAccepting()
+        }
+        removeSocketFiles()
+        logger.info("listener stopped")
+    }
+
+    // MARK: - Binding
+
+    private func bindAll() async throws -> [NIOAsyncChannel<Accepted, Never>] {
+        var servers: [NIOAsyncChannel<Accepted, Never>] = []
+        do {
+            for address in settings.addresses {
+                servers.append(try await bind(address))
+            }
+        } catch {
+            for server in servers { try? await server.channel.close() }
+            removeSocketFiles()
+            throw error
+        }
+        return servers
+    }
+
+    private func bind(_ address: ListenAddress) async throws -> NIOAsyncChannel<Accepted, Never> {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65536, maximum: 262_144))
+        switch address {
+        case .unix(let path):
+            let server = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
+                self.initializeChild(channel, transport: .unix)
+            }
+            try applySocketPermissions(path)
+            return server
+        case .tcp(let host, let port):
+            return try await bootstrap
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .bind(host: host, port: port) { channel in
+                    self.initializeChild(channel, transport: .tcp)
+                }
+        }
+    }
+
+    private func applySocketPermissions(_ path: String) throws {
+        if let group = settings.unixSocketGroup {
+            guard let gid = Self.groupID(group) else {
+                throw ConfigurationError.invalidValue(.unixSocketGroup, group, "no such group")
+            }
+            guard chown(path, uid_t.max, gid) == 0 else {
+                throw ConfigurationError.invalid("cannot set group \(group) on \(path): \(String(cString: strerror(errno)))")
+            }
+        }
+        guard chmod(path, mode_t(settings.unixSocketMode)) == 0 else {
+            throw ConfigurationError.invalid("cannot set mode on \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    static func groupID(_ name: String) -> gid_t? {
+        if let number = gid_t(name) { return number }
+        guard let entry = getgrnam(name) else { return nil }
+        return entry.pointee.gr_gid
+    }
+
+    private func removeSocketFiles() {
+        for case .unix(let path) in settings.addresses {
+            var info = stat()
+            if lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
+        }
+    }
+
+    /// Runs on the event loop for each accepted socket: the cap is decided here, at once.
+    private func initializeChild(_ channel: any Channel, transport: ConnectionTransport) -> EventLoopFuture<Accepted> {
+        channel.eventLoop.makeCompletedFuture {
+            let peer = Self.describePeer(channel, transport: transport)
+            guard !shutdown.isShuttingDown, registry.tryReserve() else {
+                statistics.rejected()
+                let suppressed = rejectionLog.withLock { $0.shouldLog() }
+                if let suppressed {
+                    logger.warning(
+                        "connection rejected: at the connection cap",
+                        metadata: ["peer": "\(peer)", "active": "\(registry.active)", "max_connections": "\(registry.maxConnections)",
+                                   "rejected_total": "\(statistics.connectionsRejected.load(ordering: .relaxed))",
+                                   "suppressed_since_last": "\(suppressed)"])
+                }
+                channel.close(promise: nil)
+                return .rejected
+            }
+            do {
+                let wrapped = try ConnectionChannel(
+                    wrappingChannelSynchronously: channel,
+                    configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
+                let record = registry.open(peer: peer, transport: transport, channel: channel)
+                statistics.accepted()
+                return .connection(wrapped, record)
+            } catch {
+                registry.releaseReservation()
+                throw error
+            }
+        }
+    }
+
+    static func describePeer(_ channel: any Channel, transport: ConnectionTransport) -> String {
+        switch transport {
+        case .tcp: return channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "tcp:?"
+        case .unix: return "unix:" + (channel.localAddress?.pathname ?? "?")
+        }
+    }
+
+    // MARK: - Connections
+
+    private func acceptLoop(_ server: NIOAsyncChannel<Accepted, Never>) async throws {
+        try await server.executeThenClose { inbound in
+            try await withThrowingDiscardingTaskGroup { group in
+                for try await accepted in inbound {
+                    guard case .connection(let channel, let record) = accepted else { continue }
+                    group.addTask { await self.serve(channel, record: record) }
+                }
+            }
+        }
+    }
+
+    private func serve(_ channel: ConnectionChannel, record: ConnectionRecord) async {
+        var logger = self.logger
+        logger[metadataKey: "connection.id"] = "\(record.id)"
+        logger[metadataKey: "peer"] = "\(record.peer)"
+        logger.info("connection opened", metadata: ["transport": "\(record.transport.rawValue)", "active": "\(registry.active)"])
+        var session = FrameStreamsSession(record: record, maxFrameSize: settings.maxFrameSize, statistics: statistics, logger: logger)
+        var end: (reason: CloseReason, detail: String?) = (.peerClosed, nil)
+        do {
+            try await channel.executeThenClose { inbound, _ in
+                var iterator = inbound.makeAsyncIterator()
+                while true {
+                    let outcome: FrameStreamsSession.Outcome
+                    if let bytes = try await iterator.next() {
+                        outcome = session.receive(bytes)
+                    } else {
+                        outcome = session.endOfInput()
+                    }
+                    if let reply = outcome.reply {
+                        do {
+                            try await record.channel.writeAndFlush(reply.encoded(allocator: record.channel.allocator))
+                        } catch where reply.type == .finish {
+                            // Unbound closes right after STOP without reading FINISH: still a clean end.
+                        }
+                    }
+                    await hand(session.takeEvents(), from: record, logger: logger)
+                    if let finished = outcome.end {
+                        end = finished
+                        return
+                    }
+                }
+            }
+        } catch {
+            end = (.ioError, "\(error)")
+            await hand(session.takeEvents(), from: record, logger: logger)
+        }
+        if let requested = record.closeRequest { end = (requested, end.detail) }
+        registry.close(record)
+        statistics.closed(end.reason)
+        let duration = NIODeadline.now() - record.startedAt
+        var metadata: Logger.Metadata = [
+            "reason": "\(end.reason.rawValue)",
+            "duration_s": "\(Double(duration.nanoseconds / 1_000_000) / 1000)",
+            "frames": "\(record.frames.load(ordering: .relaxed))",
+            "bytes": "\(record.bytes.load(ordering: .relaxed))",
+            "decode_errors": "\(record.decodeErrors.load(ordering: .relaxed))",
+            "active": "\(registry.active)",
+        ]
+        if let detail = end.detail { metadata["detail"] = "\(detail)" }
+        switch end.reason {
+        case .protocolError, .ioError, .handshakeTimeout: logger.warning("connection closed", metadata: metadata)
+        default: logger.info("connection closed", metadata: metadata)
+        }
+    }
+
+    /// Hands events to the buffer, waiting (not reading) while it is full.
+    private func hand(_ events: [ForwardedEvent], from record: ConnectionRecord, logger: Logger) async {
+        guard !events.isEmpty else { return }
+        record.setWaitingForRoom(true)
+        let refused = await buffer.append(events)
+        record.setWaitingForRoom(false)
+        statistics.queued(events.count - refused)
+        if refused > 0 {
+            statistics.dropped(refused, reason: .shutdown)
+            logger.error("events arrived after the output closed; dropped", metadata: ["events": "\(refused)"])
+        }
+    }
+
+    // MARK: - Timeouts and shutdown
+
+    private var sweepInterval: TimeAmount {
+        let shortest = min(settings.handshakeTimeout, settings.idleTimeout ?? settings.handshakeTimeout)
+        return min(max(shortest / 4, .milliseconds(20)), .seconds(1))
+    }
+
+    /// The drain window: how long open connections may go on handing over data at shutdown.
+    private var drainWindow: TimeAmount { min(.seconds(1), shutdown.timeout / 4) }
+
+    private func sweepLoop() async {
+        while true {
+            do { try await Task.sleep(for: .nanoseconds(sweepInterval.nanoseconds)) } catch { return }
+            let now = NIODeadline.now()
+            let records = registry.snapshot()
+            if let started = shutdown.started {
+                if now >= started + drainWindow {
+                    for record in records { record.requestClose(.shutdown) }
+                }
+                if records.isEmpty && bound.withLock({ $0.servers.allSatisfy { !$0.isActive } }) { return }
+                continue
+            }
+            for record in records {
+                if !record.isHandshakeComplete {
+                    if now - record.startedAt >= settings.handshakeTimeout { record.requestClose(.handshakeTimeout) }
+                } else if let idle = settings.idleTimeout, !record.isWaitingForRoom, now - record.lastActivity >= idle {
+                    record.requestClose(.idleTimeout)
+                }
+            }
+        }
+    }
+
+    private func stopAccepting() {
+        shutdown.begin()
+        let servers = bound.withLock { $0.servers }
+        for server in servers { server.close(promise: nil) }
+        removeSocketFiles()
+        logger.info(
+            "shutting down: stopped accepting; draining open connections",
+            metadata: ["open_connections": "\(registry.active)", "drain_window_ms": "\(drainWindow.nanoseconds / 1_000_000)"])
+    }
+}
+
+extension TimeAmount {
+    static func / (lhs: TimeAmount, rhs: Int64) -> TimeAmount { .nanoseconds(lhs.nanoseconds / rhs) }
+}

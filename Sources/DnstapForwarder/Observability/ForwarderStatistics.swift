@@ -1,0 +1,103 @@
+import Metrics
+import Synchronization
+
+/// Why accepted events were not delivered (a fixed set: it labels counters).
+public enum DropReason: String, CaseIterable, Sendable {
+    /// The output failed (e.g. stdout closed).
+    case outputError = "output_error"
+    /// The shutdown bound was hit before these were written.
+    case shutdownTimeout = "shutdown_timeout"
+    /// Arrived after the buffer had closed for shutdown.
+    case shutdown
+}
+
+/// The service's counters: the truth behind the periodic log line, the exit summary and (through
+/// swift-metrics) any metrics backend. Lock-free; safe from every connection at once.
+public final class ForwarderStatistics: Sendable {
+    public let connectionsAccepted = Atomic<Int>(0)
+    public let connectionsRejected = Atomic<Int>(0)
+    public let frames = Atomic<Int>(0)
+    public let bytes = Atomic<Int>(0)
+    public let oversizedFrames = Atomic<Int>(0)
+    public let unknownControlFrames = Atomic<Int>(0)
+    public let protobufErrors = Atomic<Int>(0)
+    public let eventsQueued = Atomic<Int>(0)
+    public let eventsOut = Atomic<Int>(0)
+    private let closed = Mutex<[CloseReason: Int]>([:])
+    private let dropped = Mutex<[DropReason: Int]>([:])
+
+    private let metricAccepted = Counter(label: "dnstap_connections_accepted_total")
+    private let metricRejected = Counter(label: "dnstap_connections_rejected_total")
+    private let metricFrames = Counter(label: "dnstap_frames_total")
+    private let metricBytes = Counter(label: "dnstap_bytes_total")
+    private let metricEventsOut = Counter(label: "dnstap_events_out_total")
+    private let metricClosed: [CloseReason: Counter]
+    private let metricDropped: [DropReason: Counter]
+    private let metricDecodeErrors: [String: Counter]
+
+    public init() {
+        metricClosed = Dictionary(uniqueKeysWithValues: CloseReason.allCases.map {
+            ($0, Counter(label: "dnstap_connections_closed_total", dimensions: [("reason", $0.rawValue)]))
+        })
+        metricDropped = Dictionary(uniqueKeysWithValues: DropReason.allCases.map {
+            ($0, Counter(label: "dnstap_events_dropped_total", dimensions: [("reason", $0.rawValue)]))
+        })
+        metricDecodeErrors = Dictionary(uniqueKeysWithValues: ["protobuf", "oversized_frame", "unknown_control"].map {
+            ($0, Counter(label: "dnstap_decode_errors_total", dimensions: [("kind", $0)]))
+        })
+    }
+
+    func accepted() {
+        connectionsAccepted.add(1, ordering: .relaxed)
+        metricAccepted.increment()
+    }
+
+    func rejected() {
+        connectionsRejected.add(1, ordering: .relaxed)
+        metricRejected.increment()
+    }
+
+    func received(frames frameCount: Int, bytes byteCount: Int) {
+        frames.add(frameCount, ordering: .relaxed)
+        bytes.add(byteCount, ordering: .relaxed)
+        metricFrames.increment(by: frameCount)
+        metricBytes.increment(by: byteCount)
+    }
+
+    func oversized() {
+        oversizedFrames.add(1, ordering: .relaxed)
+        metricDecodeErrors["oversized_frame"]?.increment()
+    }
+
+    func unknownControl() {
+        unknownControlFrames.add(1, ordering: .relaxed)
+        metricDecodeErrors["unknown_control"]?.increment()
+    }
+
+    func protobufError() {
+        protobufErrors.add(1, ordering: .relaxed)
+        metricDecodeErrors["protobuf"]?.increment()
+    }
+
+    func queued(_ count: Int) { eventsQueued.add(count, ordering: .relaxed) }
+
+    func delivered(_ count: Int) {
+        eventsOut.add(count, ordering: .relaxed)
+        metricEventsOut.increment(by: count)
+    }
+
+    func dropped(_ count: Int, reason: DropReason) {
+        guard count > 0 else { return }
+        dropped.withLock { $0[reason, default: 0] += count }
+        metricDropped[reason]?.increment(by: count)
+    }
+
+    func closed(_ reason: CloseReason) {
+        closed.withLock { $0[reason, default: 0] += 1 }
+        metricClosed[reason]?.increment()
+    }
+
+    public var closedByReason: [CloseReason: Int] { closed.withLock { $0 } }
+    public var droppedByReason: [DropReason: Int] { dropped.withLock { $0 } }
+    public var droppedTotal: Int { droppedByReason.values.reduce(0, +) }
+}

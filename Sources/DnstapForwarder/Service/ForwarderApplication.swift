@@ -1,0 +1,119 @@
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import UnixSignals
+
+/// The whole service, built from a configuration: buffer, exporter, listener and statistics,
+/// run by one `ServiceGroup`. The executable and the integration tests both use it.
+public final class ForwarderApplication: Sendable {
+    public let configuration: ForwarderConfiguration
+    public let statistics = ForwarderStatistics()
+    public let registry: ConnectionRegistry
+    public let buffer: EventBuffer
+    public let listener: DnstapListener
+    public let shutdown: ShutdownCoordinator
+    private let exporter: BatchExporter
+    private let reporter: StatisticsReporter
+    private let serviceGroup: ServiceGroup
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - sink: where events go; nil builds the one `configuration.outputType` names.
+    ///   - signals: the signals that start a graceful shutdown (none in tests).
+    public init(
+        configuration: ForwarderConfiguration, sink: (any EventSink)? = nil,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        signals: [UnixSignal] = [.sigterm, .sigint], logger: Logger
+    ) throws {
+        self.configuration = configuration
+        self.logger = logger
+        let sink = try sink ?? Self.makeSink(configuration)
+        shutdown = ShutdownCoordinator(timeout: configuration.shutdownTimeout)
+        registry = ConnectionRegistry(maxConnections: configuration.maxConnections)
+        buffer = EventBuffer(capacity: configuration.bufferSize, timerLoop: eventLoopGroup.next())
+        exporter = BatchExporter(
+            buffer: buffer, sink: sink, batchSize: configuration.batchSize, flushInterval: configuration.flushInterval,
+            statistics: statistics, shutdown: shutdown, logger: logger.with(component: "exporter"))
+        listener = DnstapListener(
+            settings: .init(configuration: configuration), registry: registry, buffer: buffer, statistics: statistics,
+            shutdown: shutdown, group: eventLoopGroup, logger: logger.with(component: "listener"))
+        reporter = StatisticsReporter(
+            statistics: statistics, registry: registry, buffer: buffer, interval: configuration.statsInterval,
+            logger: logger.with(component: "statistics"))
+        // Shutdown runs in reverse order: the listener stops first, the exporter drains last.
+        serviceGroup = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: exporter),
+                    .init(service: reporter),
+                    .init(service: listener, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: signals,
+                cancellationSignals: [],
+                logger: logger.with(component: "lifecycle")))
+    }
+
+    static func makeSink(_ configuration: ForwarderConfiguration) throws -> any EventSink {
+        switch configuration.outputType {
+        case .stdout:
+            return JSONLinesSink(fileDescriptor: 1)
+        case .hec:
+            throw ConfigurationError.invalid(
+                "-output-type hec is not implemented in this version yet; use -output-type stdout")
+        }
+    }
+
+    /// Runs until a signal or `triggerGracefulShutdown()`, then drains. Returns the summary.
+    @discardableResult
+    public func run() async throws -> RunSummary {
+        logger.info("starting dnstap-forwarder", metadata: configuration.logMetadata)
+        var failure: (any Error)?
+        do {
+            try await serviceGroup.run()
+        } catch {
+            failure = error
+        }
+        let summary = RunSummary(statistics: statistics, failure: failure)
+        var metadata = reporter.metadata()
+        metadata["undelivered"] = "\(summary.undelivered)"
+        if summary.undelivered > 0 || failure != nil {
+            if let failure { metadata["error"] = "\(failure)" }
+            logger.error("stopped: some accepted events were not delivered or the service failed", metadata: metadata)
+        } else {
+            logger.info("stopped: every accepted event was delivered", metadata: metadata)
+        }
+        return summary
+    }
+
+    public func triggerGracefulShutdown() async {
+        await serviceGroup.triggerGracefulShutdown()
+    }
+}
+
+/// What a run ended with, for the exit status.
+public struct RunSummary: Sendable {
+    public var eventsOut: Int
+    public var undelivered: Int
+    public var failure: String?
+
+    init(statistics: ForwarderStatistics, failure: (any Error)?) {
+        eventsOut = statistics.eventsOut.load(ordering: .relaxed)
+        undelivered = statistics.droppedTotal
+        self.failure = failure.map { "\($0)" }
+    }
+
+    /// 0: clean; 1: the service failed (e.g. could not bind); 3: events were left undelivered.
+    public var exitStatus: Int32 {
+        if failure != nil { return 1 }
+        return undelivered > 0 ? 3 : 0
+    }
+}
+
+extension Logger {
+    func with(component: String) -> Logger {
+        var logger = self
+        logger[metadataKey: "component"] = "\(component)"
+        return logger
+    }
+}

@@ -1,0 +1,96 @@
+import ArgumentParser
+import DnstapForwarder
+import Foundation
+import Logging
+
+/// `dnstap-forwarder`: flags and environment into a configuration, logging, then the service.
+@main
+struct DnstapForwarderCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dnstap-forwarder",
+        abstract: "Receives dnstap over Frame Streams from DNS resolvers and forwards each message as a JSON event.",
+        discussion: """
+            Every flag may be written with one dash or two (-max-connections 200, --max-connections 200), \
+            and has a DNSTAP_* environment variable; a flag wins over the environment, the environment \
+            over the default. Durations take 30, 500ms, 10s, 10m; sizes 1048576, 256KiB, 1MiB.
+            Exit status: 0 clean, 1 the service failed, 2 bad configuration, 3 events left undelivered.
+            """)
+
+    @Option(name: names(.unixSocket), help: help(.unixSocket)) var unixSocket: String?
+    @Option(name: names(.unixSocketMode), help: help(.unixSocketMode)) var unixSocketMode: String?
+    @Option(name: names(.unixSocketGroup), help: help(.unixSocketGroup)) var unixSocketGroup: String?
+    @Option(name: names(.tcpListen), help: help(.tcpListen)) var tcpListen: String?
+    @Option(name: names(.maxConnections), help: help(.maxConnections)) var maxConnections: String?
+    @Option(name: names(.maxFrameSize), help: help(.maxFrameSize)) var maxFrameSize: String?
+    @Option(name: names(.handshakeTimeout), help: help(.handshakeTimeout)) var handshakeTimeout: String?
+    @Option(name: names(.idleTimeout), help: help(.idleTimeout)) var idleTimeout: String?
+    @Option(name: names(.bufferSize), help: help(.bufferSize)) var bufferSize: String?
+    @Option(name: names(.batchSize), help: help(.batchSize)) var batchSize: String?
+    @Option(name: names(.flushInterval), help: help(.flushInterval)) var flushInterval: String?
+    @Option(name: names(.outputType), help: help(.outputType)) var outputType: String?
+    @Option(name: names(.hecURL), help: help(.hecURL)) var hecURL: String?
+    @Option(name: names(.hecToken), help: help(.hecToken)) var hecToken: String?
+    @Option(name: names(.shutdownTimeout), help: help(.shutdownTimeout)) var shutdownTimeout: String?
+    @Option(name: names(.statsInterval), help: help(.statsInterval)) var statsInterval: String?
+    @Option(name: names(.logLevel), help: help(.logLevel)) var logLevel: String?
+
+    static func names(_ setting: Setting) -> NameSpecification {
+        var names: [NameSpecification.Element] = [.customLong(setting.flag), .customLong(setting.flag, withSingleDash: true)]
+        for legacy in setting.legacyFlags {
+            names += [.customLong(legacy), .customLong(legacy, withSingleDash: true)]
+        }
+        return NameSpecification(names)
+    }
+
+    static func help(_ setting: Setting) -> ArgumentHelp {
+        ArgumentHelp(setting.helpText, valueName: setting.isSecret ? "secret" : "value")
+    }
+
+    var flags: [Setting: String] {
+        let given: [(Setting, String?)] = [
+            (.unixSocket, unixSocket), (.unixSocketMode, unixSocketMode), (.unixSocketGroup, unixSocketGroup),
+            (.tcpListen, tcpListen), (.maxConnections, maxConnections), (.maxFrameSize, maxFrameSize),
+            (.handshakeTimeout, handshakeTimeout), (.idleTimeout, idleTimeout), (.bufferSize, bufferSize),
+            (.batchSize, batchSize), (.flushInterval, flushInterval), (.outputType, outputType), (.hecURL, hecURL),
+            (.hecToken, hecToken), (.shutdownTimeout, shutdownTimeout), (.statsInterval, statsInterval),
+            (.logLevel, logLevel),
+        ]
+        return Dictionary(uniqueKeysWithValues: given.compactMap { setting, value in value.map { (setting, $0) } })
+    }
+
+    /// Parses like ArgumentParser, but every configuration error exits with status 2.
+    static func main() async {
+        let command: Self
+        do {
+            command = try parse()
+        } catch {
+            if exitCode(for: error) == .success { exit(withError: error) }  // --help, --version
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(2)
+        }
+        do {
+            try await command.run()
+        } catch let error as ConfigurationError {
+            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+            Foundation.exit(2)
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    func run() async throws {
+        let configuration = try ForwarderConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)
+        let level = configuration.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "dnstap-forwarder")
+        // A closed stdout must be an error to count, not a signal that kills the process.
+        signal(SIGPIPE, SIG_IGN)
+        let application = try ForwarderApplication(configuration: configuration, logger: logger)
+        let summary = try await application.run()
+        if summary.exitStatus != 0 { throw ExitCode(summary.exitStatus) }
+    }
+}
