@@ -16,7 +16,7 @@ extension DNSMessage {
         reader.offset = 12
         do {
             for index in 0..<Int(questionCount) {
-                let name = try reader.readName()
+                let name = try reader.readName(section: "question")
                 guard let type = reader.readU16(), let qclass = reader.readU16() else {
                     throw DNSParseError.truncated(section: "question")
                 }
@@ -64,9 +64,13 @@ struct DNSWireReader {
     }
 
     /// Reads a possibly compressed name at the cursor and moves past it (past the first pointer).
-    mutating func readName() throws(DNSParseError) -> String {
+    mutating func readName(section: String) throws(DNSParseError) -> String {
         var text = DNSNames.NameBuilder()
-        offset = try Self.walkName(bytes, from: offset, into: &text)
+        do {
+            offset = try Self.walkName(bytes, from: offset, into: &text)
+        } catch .truncated {
+            throw .truncated(section: section)
+        }
         return text.finish()
     }
 
@@ -107,7 +111,7 @@ struct DNSWireReader {
 
     /// Reads one resource record; with `render`, its data is rendered for display.
     mutating func readRecord(section: String, render: Bool) throws(DNSParseError) -> DNSResourceRecord {
-        let name = try readName()
+        let name = try readName(section: section)
         guard let type = readU16(), let rrclass = readU16(), let rawTTL = readU32(), let rdLength = readU16() else {
             throw .truncated(section: section)
         }
@@ -122,7 +126,7 @@ struct DNSWireReader {
 
     mutating func readAdditional(into message: inout DNSMessage) throws(DNSParseError) {
         let nameStart = offset
-        _ = try readName()
+        _ = try readName(section: "additional")
         guard let type = readU16(), type == DNSNames.typeOPT else {
             offset = nameStart
             _ = try readRecord(section: "additional", render: false)

@@ -1,0 +1,77 @@
+import DnstapForwarder
+import NIOCore
+import Synchronization
+
+/// An `EventSink` that keeps every event in memory; tests wait on its count. It can be held shut
+/// (`hold()`) to fill the buffer and watch backpressure, and made to fail.
+public final class InMemorySink: EventSink {
+    private struct State {
+        var lines: [String] = []
+        var waiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var gate: [CheckedContinuation<Void, Never>]?
+        var failing = false
+        var writes = 0
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public var lines: [String] { state.withLock { $0.lines } }
+    public var count: Int { state.withLock { $0.lines.count } }
+    /// How many `write` calls have started (including ones held at the gate).
+    public var writes: Int { state.withLock { $0.writes } }
+
+    public func write(_ events: [ForwardedEvent]) async throws {
+        let held = state.withLock { state -> Bool in
+            state.writes += 1
+            return state.gate != nil
+        }
+        if held {
+            await withCheckedContinuation { continuation in
+                let open = state.withLock { state -> Bool in
+                    guard state.gate != nil else { return true }
+                    state.gate!.append(continuation)
+                    return false
+                }
+                if open { continuation.resume() }
+            }
+        }
+        let ready = try state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            if state.failing { throw SinkError.writeFailed(errno: 5) }
+            state.lines += events.map { String(buffer: $0.json) }
+            let count = state.lines.count
+            let ready = state.waiters.filter { $0.count <= count }.map(\.continuation)
+            state.waiters.removeAll { $0.count <= count }
+            return ready
+        }
+        for waiter in ready { waiter.resume() }
+    }
+
+    public func shutdown() async {}
+
+    /// Returns once at least `count` events have been written.
+    public func waitForCount(_ count: Int) async {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state -> Bool in
+                if state.lines.count >= count { return true }
+                state.waiters.append((count, continuation))
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    /// Holds every write until `release()`.
+    public func hold() { state.withLock { if $0.gate == nil { $0.gate = [] } } }
+
+    public func release() {
+        let held = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            defer { state.gate = nil }
+            return state.gate ?? []
+        }
+        for writer in held { writer.resume() }
+    }
+
+    public func setFailing(_ failing: Bool) { state.withLock { $0.failing = failing } }
+}

@@ -1,0 +1,70 @@
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import DnstapForwarder
+
+@Suite("event buffer")
+struct EventBufferTests {
+    func events(_ count: Int, from start: Int = 0) -> [ForwardedEvent] {
+        (start..<(start + count)).map { ForwardedEvent(json: ByteBuffer(string: "\($0)"), timeMicros: Int64($0)) }
+    }
+
+    func texts(_ batch: [ForwardedEvent]?) -> [String] { (batch ?? []).map { String(buffer: $0.json) } }
+
+    @Test("a full batch is handed over at once, in order")
+    func fullBatch() async {
+        let buffer = EventBuffer(capacity: 100, timerLoop: MultiThreadedEventLoopGroup.singleton.next())
+        #expect(await buffer.append(events(25)) == 0)
+        let batch = await buffer.nextBatch(maxCount: 10, flushInterval: .hours(1))
+        #expect(texts(batch) == (0..<10).map(String.init))
+        #expect(buffer.fill == 25, "the batch being written still counts")
+        buffer.complete(10)
+        #expect(buffer.fill == 15)
+    }
+
+    @Test("a partial batch is handed over once the flush interval passes")
+    func flushInterval() async {
+        let buffer = EventBuffer(capacity: 100, timerLoop: MultiThreadedEventLoopGroup.singleton.next())
+        async let batch = buffer.nextBatch(maxCount: 10, flushInterval: .milliseconds(20))
+        _ = await buffer.append(events(3))
+        #expect(texts(await batch) == ["0", "1", "2"])
+    }
+
+    @Test("when full, append waits until the consumer frees room: nothing is dropped")
+    func backpressure() async {
+        let buffer = EventBuffer(capacity: 10, timerLoop: MultiThreadedEventLoopGroup.singleton.next())
+        #expect(await buffer.append(events(10)) == 0)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { #expect(await buffer.append(self.events(5, from: 10)) == 0) }
+            // The producer is parked: the buffer still holds exactly its capacity.
+            var received: [String] = []
+            while received.count < 15 {
+                let batch = await buffer.nextBatch(maxCount: 5, flushInterval: .milliseconds(1))
+                #expect(buffer.fill <= 10)
+                received += texts(batch)
+                buffer.complete(batch?.count ?? 0)
+            }
+            #expect(received == (0..<15).map(String.init))
+        }
+    }
+
+    @Test("close: the consumer drains what is left, then gets nil; later appends are refused")
+    func close() async {
+        let buffer = EventBuffer(capacity: 10, timerLoop: MultiThreadedEventLoopGroup.singleton.next())
+        _ = await buffer.append(events(3))
+        buffer.close()
+        #expect(texts(await buffer.nextBatch(maxCount: 10, flushInterval: .hours(1))) == ["0", "1", "2"])
+        buffer.complete(3)
+        #expect(await buffer.nextBatch(maxCount: 10, flushInterval: .hours(1)) == nil)
+        #expect(await buffer.append(events(2)) == 2)
+    }
+
+    @Test("a waiting consumer wakes when the buffer closes")
+    func closeWakesConsumer() async {
+        let buffer = EventBuffer(capacity: 10, timerLoop: MultiThreadedEventLoopGroup.singleton.next())
+        async let batch = buffer.nextBatch(maxCount: 10, flushInterval: .hours(1))
+        buffer.close()
+        #expect(await batch == nil)
+    }
+}

@@ -1,0 +1,144 @@
+import DnstapForwarderTesting
+import Foundation
+import NIOCore
+import SwiftProtobuf
+import Testing
+
+@testable import DnstapForwarder
+
+@Suite("dnstap → JSON event")
+struct EventEncoderTests {
+    func encode(_ payload: [UInt8]) throws -> [String: Any] {
+        var encoder = DnstapEventEncoder()
+        try encoder.append(frame: ByteBuffer(bytes: payload), receivedAtMicros: 1_800_000_000_000_000)
+        let events = encoder.takeEvents()
+        #expect(events.count == 1)
+        let object = try JSONSerialization.jsonObject(with: Data(Array(buffer: events[0].json)))
+        return try #require(object as? [String: Any])
+    }
+
+    @Test("a client response: CIM fields, timestamps, latency")
+    func clientResponse() throws {
+        let payload = DnstapBuilder.message(
+            type: .clientResponse,
+            response: DNSWireBuilder.response(id: 7, name: "www.Example.test", answers: [.a("www.Example.test", [192, 0, 2, 1], ttl: 60)]))
+        let event = try encode(payload)
+        #expect(event["dnstap_type"] as? String == "CLIENT_RESPONSE")
+        #expect(event["message_type"] as? String == "Response")
+        #expect(event["query"] as? String == "www.Example.test")
+        #expect(event["record_type"] as? String == "A")
+        #expect(event["query_type"] as? String == "Query")
+        #expect(event["reply_code"] as? String == "NOERROR")
+        #expect(event["answer"] as? [String] == ["192.0.2.1"])
+        #expect(event["ttl"] as? [Int] == [60])
+        #expect(event["src"] as? String == "127.0.0.1")
+        #expect(event["transport"] as? String == "udp")
+        #expect(event["identity"] as? String == "test-resolver")
+        #expect(event["timestamp"] as? String == "2023-11-14T22:13:20.124456Z")
+        #expect(event["query_timestamp"] as? String == "2023-11-14T22:13:20.123456Z")
+        #expect((event["duration"] as? Double).map { abs($0 - 0.001) < 1e-9 } == true)
+        #expect(event["transaction_id"] as? Int == 7)
+    }
+
+    @Test("a query takes its time from query_time; a message with no time from the receipt")
+    func timestamps() throws {
+        let query = try encode(DnstapBuilder.message(type: .clientQuery, query: DNSWireBuilder.query(name: "a.test")))
+        #expect(query["timestamp"] as? String == "2023-11-14T22:13:20.123456Z")
+        #expect(query["message_type"] as? String == "Query")
+        let untimed = try encode(
+            DnstapBuilder.message(type: .clientQuery, query: DNSWireBuilder.query(name: "a.test"), queryTime: nil, responseTime: nil))
+        #expect(untimed["timestamp"] as? String == "2027-01-15T08:00:00.000000Z")
+    }
+
+    @Test("values from a newer schema decode as UNKNOWN(n), never fail")
+    func unknownEnums() throws {
+        // Message.type = 15, socket_protocol = 9: both unknown to this build.
+        var message = Dnstap_Message()
+        message.queryMessage = Data(DNSWireBuilder.query(name: "new.test"))
+        var bytes: [UInt8] = try message.serializedBytes(partial: true)
+        bytes += [0x08, 15, 0x18, 9]
+        var dnstap = Dnstap_Dnstap()
+        dnstap.type = .message
+        var outer: [UInt8] = try dnstap.serializedBytes()
+        outer += [0x72, UInt8(bytes.count)] + bytes
+        let event = try encode(outer)
+        #expect(event["dnstap_type"] as? String == "UNKNOWN(15)")
+        #expect(event["transport"] as? String == "unknown(9)")
+        #expect(event["query"] as? String == "new.test")
+    }
+
+    @Test("a DNS payload that does not parse still gives an event with dns_parse_error")
+    func badDNS() throws {
+        let event = try encode(DnstapBuilder.message(type: .clientResponse, response: [1, 2, 3, 4, 5]))
+        #expect(event["dns_parse_error"] as? String != nil)
+        #expect(event["dnstap_type"] as? String == "CLIENT_RESPONSE")
+    }
+
+    @Test("a protobuf that does not decode gives an error and no event")
+    func badProtobuf() {
+        var encoder = DnstapEventEncoder()
+        #expect(throws: DnstapDecodeError.self) {
+            try encoder.append(frame: ByteBuffer(bytes: [0xff, 0xff, 0xff, 0xff, 0xff]), receivedAtMicros: 0)
+        }
+        #expect(encoder.takeEvents().isEmpty)
+    }
+
+    @Test("any bytes in identity, version and names give valid JSON")
+    func hostileBytes() throws {
+        var generator = SplitMix64(seed: 42)
+        for round in 0..<500 {
+            let identity = (0..<Int(generator.next() % 40)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+            var dnstap = Dnstap_Dnstap()
+            dnstap.type = .message
+            dnstap.identity = Data(identity)
+            dnstap.version = Data(identity.reversed())
+            var message = Dnstap_Message()
+            message.type = .clientResponse
+            message.responseMessage = Data((0..<Int(generator.next() % 80)).map { _ in UInt8(truncatingIfNeeded: generator.next()) })
+            message.queryAddress = Data(identity.prefix(Int(generator.next() % 20)))
+            dnstap.message = message
+            let event = try encode(try dnstap.serializedBytes())
+            #expect(event["dnstap_type"] as? String == "CLIENT_RESPONSE", "round \(round)")
+        }
+    }
+
+    @Test("invalid UTF-8 bytes are written as \\xHH text; valid UTF-8 passes through")
+    func utf8() throws {
+        let writer = JSONObjectWriter(capacity: 16)
+        writer.beginObject()
+        writer.field("a", bytes: [0x61, 0xff, 0xc3, 0xa9, 0x22, 0x0a, 0x00])
+        writer.endObject()
+        let text = String(decoding: writer.bytes, as: UTF8.self)
+        #expect(text == #"{"a":"a\\xffé\"\n\u0000"}"#)
+    }
+
+    @Test("events of one read share one buffer and keep their order")
+    func batching() throws {
+        var encoder = DnstapEventEncoder()
+        for index in 0..<50 {
+            try encoder.append(
+                frame: ByteBuffer(bytes: DnstapBuilder.message(type: .clientQuery, query: DNSWireBuilder.query(id: UInt16(index), name: "q\(index).test"))),
+                receivedAtMicros: 0)
+        }
+        let events = encoder.takeEvents()
+        #expect(events.count == 50)
+        for (index, event) in events.enumerated() {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(Array(buffer: event.json))) as? [String: Any])
+            #expect(object["query"] as? String == "q\(index).test")
+        }
+        #expect(encoder.takeEvents().isEmpty)
+    }
+}
+
+/// A small deterministic generator, so failures reproduce.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
