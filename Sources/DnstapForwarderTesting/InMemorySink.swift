@@ -7,10 +7,11 @@ import Synchronization
 public final class InMemorySink: EventSink {
     private struct State {
         var lines: [String] = []
-        var waiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var waiters: [(ready: @Sendable ([String]) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
         var gate: [CheckedContinuation<Void, Never>]?
         var failing = false
         var writes = 0
+        var writeWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state = Mutex(State())
@@ -23,10 +24,12 @@ public final class InMemorySink: EventSink {
     public var writes: Int { state.withLock { $0.writes } }
 
     public func write(_ events: [ForwardedEvent]) async throws {
-        let held = state.withLock { state -> Bool in
+        let (held, started) = state.withLock { state -> (Bool, [CheckedContinuation<Void, Never>]) in
             state.writes += 1
-            return state.gate != nil
+            defer { state.writeWaiters = [] }
+            return (state.gate != nil, state.writeWaiters)
         }
+        for waiter in started { waiter.resume() }
         if held {
             await withCheckedContinuation { continuation in
                 let open = state.withLock { state -> Bool in
@@ -40,9 +43,9 @@ public final class InMemorySink: EventSink {
         let ready = try state.withLock { state -> [CheckedContinuation<Void, Never>] in
             if state.failing { throw SinkError.writeFailed(errno: 5) }
             state.lines += events.map { String(buffer: $0.json) }
-            let count = state.lines.count
-            let ready = state.waiters.filter { $0.count <= count }.map(\.continuation)
-            state.waiters.removeAll { $0.count <= count }
+            let lines = state.lines
+            let ready = state.waiters.filter { $0.ready(lines) }.map(\.continuation)
+            state.waiters.removeAll { $0.ready(lines) }
             return ready
         }
         for waiter in ready { waiter.resume() }
@@ -50,12 +53,29 @@ public final class InMemorySink: EventSink {
 
     public func shutdown() async {}
 
-    /// Returns once at least `count` events have been written.
-    public func waitForCount(_ count: Int) async {
+    /// Returns once a `write` has started (it may be held at the gate).
+    public func waitUntilWriteStarted() async {
         await withCheckedContinuation { continuation in
             let done = state.withLock { state -> Bool in
-                if state.lines.count >= count { return true }
-                state.waiters.append((count, continuation))
+                if state.writes > 0 { return true }
+                state.writeWaiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    /// Returns once at least `count` events have been written.
+    public func waitForCount(_ count: Int) async {
+        await waitUntil { $0.count >= count }
+    }
+
+    /// Returns once the lines written so far satisfy `ready`.
+    public func waitUntil(_ ready: @escaping @Sendable ([String]) -> Bool) async {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state -> Bool in
+                if ready(state.lines) { return true }
+                state.waiters.append((ready, continuation))
                 return false
             }
             if done { continuation.resume() }

@@ -70,6 +70,7 @@ public final class ConnectionRegistry: Sendable {
     private let activeCount = Atomic<Int>(0)
     private let nextID = Atomic<UInt64>(0)
     private let records = Mutex<[UInt64: ConnectionRecord]>([:])
+    private let drainWaiters = Mutex<[(atMost: Int, continuation: CheckedContinuation<Void, Never>)]>([])
 
     public init(maxConnections: Int) {
         self.maxConnections = maxConnections
@@ -104,6 +105,25 @@ public final class ConnectionRegistry: Sendable {
     func close(_ record: ConnectionRecord) {
         let removed = records.withLock { $0.removeValue(forKey: record.id) }
         if removed != nil { releaseReservation() }
+        let open = active
+        let ready = drainWaiters.withLock { waiters in
+            let ready = waiters.filter { open <= $0.atMost }.map(\.continuation)
+            waiters.removeAll { open <= $0.atMost }
+            return ready
+        }
+        for waiter in ready { waiter.resume() }
+    }
+
+    /// Returns once at most `count` connections are open (each closed one fully accounted for).
+    public func waitUntilActive(atMost count: Int) async {
+        await withCheckedContinuation { continuation in
+            let done = drainWaiters.withLock { waiters -> Bool in
+                if active <= count { return true }
+                waiters.append((count, continuation))
+                return false
+            }
+            if done { continuation.resume() }
+        }
     }
 
     public func snapshot() -> [ConnectionRecord] {

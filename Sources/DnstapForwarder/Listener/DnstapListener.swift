@@ -273,8 +273,8 @@ public final class DnstapListener: Service {
             await hand(session.takeEvents(), from: record, logger: logger)
         }
         if let requested = record.closeRequest { end = (requested, end.detail) }
-        registry.close(record)
         statistics.closed(end.reason)
+        registry.close(record)
         let duration = NIODeadline.now() - record.startedAt
         var metadata: Logger.Metadata = [
             "reason": "\(end.reason.rawValue)",

@@ -1,0 +1,146 @@
+import DnstapForwarder
+import DnstapForwarderTesting
+import Foundation
+import NIOCore
+import Testing
+
+@Suite("connection management", .serialized)
+struct ConnectionManagementTests {
+    @Test("cap + 5 clients: exactly cap accepted, the rest rejected and counted; a freed slot is reused")
+    func cap() async throws {
+        let cap = 4
+        _ = try await withForwarder({ $0.maxConnections = cap }) { forwarder in
+            var accepted: [FrameStreamsTestClient] = []
+            var rejected = 0
+            for _ in 0..<(cap + 5) {
+                let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+                if try await client.handshake() == .accept {
+                    accepted.append(client)
+                } else {
+                    rejected += 1
+                }
+            }
+            #expect(accepted.count == cap)
+            #expect(rejected == 5)
+            #expect(forwarder.statistics.connectionsRejected.load(ordering: .relaxed) == 5)
+            #expect(forwarder.application.registry.active == cap)
+
+            // The ones inside the cap were never disturbed: each still delivers.
+            for (index, client) in accepted.enumerated() {
+                try await client.sendData(DnstapBuilder.pair(name: "c\(index).test", id: UInt16(index)))
+            }
+            try await within(30, "events") { await forwarder.sink.waitForCount(2 * cap) }
+
+            // End one stream cleanly: its slot frees and a new client gets in.
+            #expect(try await accepted[0].stop() == .finish)
+            await accepted[0].waitForClose()
+            await forwarder.application.registry.waitUntilActive(atMost: cap - 1)
+            let late = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            #expect(try await late.handshake() == .accept)
+            #expect(forwarder.statistics.connectionsRejected.load(ordering: .relaxed) == 5)
+            for client in accepted.dropFirst() + [late] { await client.close() }
+            return ()
+        }
+    }
+
+    @Test("a peer that connects and says nothing is closed by the handshake timeout")
+    func silentPeer() async throws {
+        _ = try await withForwarder({ $0.handshakeTimeout = .milliseconds(200) }) { forwarder in
+            let silent = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            let halfway = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            try await halfway.send(FrameStreamsTestClient.ready)  // READY, then never START
+            #expect(try await halfway.readControlFrame() == .accept)
+            try await within(10, "handshake timeout") {
+                await silent.waitForClose()
+                await halfway.waitForClose()
+            }
+            await forwarder.application.registry.waitUntilActive(atMost: 0)
+            #expect(forwarder.statistics.closedByReason[.handshakeTimeout] == 2)
+            return ()
+        }
+    }
+
+    @Test("a connection idle past the idle timeout is closed; a busy one is not")
+    func idle() async throws {
+        _ = try await withForwarder({ $0.idleTimeout = .milliseconds(300); $0.handshakeTimeout = .seconds(5) }) { forwarder in
+            let idle = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            #expect(try await idle.handshake() == .accept)
+            try await within(10, "idle timeout") { await idle.waitForClose() }
+            await forwarder.application.registry.waitUntilActive(atMost: 0)
+            #expect(forwarder.statistics.closedByReason[.idleTimeout] == 1)
+            return ()
+        }
+    }
+
+    @Test("garbage, bad handshakes and oversized frames affect only their own connection")
+    func badInputIsolated() async throws {
+        _ = try await withForwarder({ $0.maxFrameSize = 1024 }) { forwarder in
+            let good = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            #expect(try await good.handshake() == .accept)
+
+            let garbage = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            try await garbage.send(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+            let early = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            try await early.sendData([1, 2, 3])  // data before START
+            let wrongType = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            try await wrongType.send(ControlFrame(type: .ready, contentTypes: [Array("protobuf:other".utf8)]))
+            for client in [garbage, early, wrongType] {
+                try await within(10, "protocol error close") { await client.waitForClose() }
+            }
+
+            // On the good connection: an oversized frame and a malformed protobuf are skipped and counted.
+            try await good.sendData([UInt8](repeating: 0x42, count: 5000))
+            try await good.sendData([0xff, 0xff, 0xff])
+            try await good.sendData(DnstapBuilder.pair(name: "still.fine.test", id: 1))
+            try await within(30, "events") { await forwarder.sink.waitForCount(2) }
+            #expect(try await good.stop() == .finish)
+            await forwarder.application.registry.waitUntilActive(atMost: 0)
+
+            let statistics = forwarder.statistics
+            #expect(statistics.closedByReason[.protocolError] == 3)
+            #expect(statistics.closedByReason[.stop] == 1)
+            #expect(statistics.oversizedFrames.load(ordering: .relaxed) == 1)
+            #expect(statistics.protobufErrors.load(ordering: .relaxed) == 1)
+            #expect(queries(forwarder.sink.lines) == ["still.fine.test", "still.fine.test"])
+            return ()
+        }
+    }
+
+    @Test("a stream cut off mid-frame keeps the whole frames before the cut")
+    func cutMidFrame() async throws {
+        _ = try await withForwarder { forwarder in
+            let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            #expect(try await client.handshake() == .accept)
+            let whole = DnstapBuilder.pair(name: "whole.test", id: 9)
+            let partial = FrameStreamsFile.dataFrame(whole[0]).prefix(20)
+            try await client.send(whole.flatMap(FrameStreamsFile.dataFrame) + partial)
+            await client.close()
+            await forwarder.application.registry.waitUntilActive(atMost: 0)
+            try await within(30, "events") { await forwarder.sink.waitForCount(2) }
+            #expect(forwarder.statistics.closedByReason[.peerClosed] == 1)
+            #expect(forwarder.sink.count == 2)
+            return ()
+        }
+    }
+
+    @Test("when the output stalls, connections stop reading; nothing is dropped")
+    func backpressure() async throws {
+        let sink = InMemorySink()
+        sink.hold()
+        let total = 400
+        _ = try await withForwarder({ $0.bufferSize = 50; $0.batchSize = 10; $0.maxConnections = 10 }, sink: sink) { forwarder in
+            let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            #expect(try await client.handshake() == .accept)
+            var payloads: [[UInt8]] = []
+            for index in 0..<(total / 2) { payloads += DnstapBuilder.pair(name: "bp\(index).test", id: UInt16(index)) }
+            try await client.sendData(payloads)
+            try await within(30, "the sink to be called") { await sink.waitUntilWriteStarted() }
+            #expect(forwarder.application.buffer.fill <= 50, "the buffer never holds more than its size")
+            sink.release()
+            try await within(60, "events") { await sink.waitForCount(total) }
+            #expect(Set(queries(sink.lines)).count == total / 2)
+            #expect(forwarder.statistics.droppedTotal == 0)
+            return ()
+        }
+    }
+}
