@@ -127,7 +127,13 @@ public final class DnstapListener: Service {
         var servers: [NIOAsyncChannel<Accepted, Never>] = []
         do {
             for address in settings.addresses {
-                servers.append(try await bind(address))
+                do {
+                    servers.append(try await bind(address))
+                } catch let error as ConfigurationError {
+                    throw error
+                } catch {
+                    throw ListenerError.cannotListen(address, "\(error)")
+                }
             }
         } catch {
             for server in servers { try? await server.channel.close() }
@@ -344,6 +350,16 @@ public final class DnstapListener: Service {
         logger.info(
             "shutting down: stopped accepting; draining open connections",
             metadata: ["open_connections": "\(registry.active)", "drain_window_ms": "\(drainWindow.nanoseconds / 1_000_000)"])
+    }
+}
+
+public enum ListenerError: Error, CustomStringConvertible {
+    case cannotListen(ListenAddress, String)
+
+    public var description: String {
+        switch self {
+        case .cannotListen(let address, let why): return "cannot listen on \(address): \(why)"
+        }
     }
 }
 

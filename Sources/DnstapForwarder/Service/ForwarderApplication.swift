@@ -77,9 +77,11 @@ public final class ForwarderApplication: Sendable {
         let summary = RunSummary(statistics: statistics, failure: failure)
         var metadata = reporter.metadata()
         metadata["undelivered"] = "\(summary.undelivered)"
-        if summary.undelivered > 0 || failure != nil {
-            if let failure { metadata["error"] = "\(failure)" }
-            logger.error("stopped: some accepted events were not delivered or the service failed", metadata: metadata)
+        if let failure {
+            metadata["error"] = "\(failure)"
+            logger.error("stopped: the service failed", metadata: metadata)
+        } else if summary.undelivered > 0 {
+            logger.error("stopped: \(summary.undelivered) accepted events were not delivered", metadata: metadata)
         } else {
             logger.info("stopped: every accepted event was delivered", metadata: metadata)
         }

@@ -1,0 +1,142 @@
+import Foundation
+import Synchronization
+
+/// A long-running child process whose output is watched for lines, so a test can wait for an
+/// event ("start of service") instead of sleeping.
+final class WatchedProcess: Sendable {
+    let process: Process
+    private let box = OutputBox()
+
+    private final class OutputBox: Sendable {
+        let state = Mutex(OutputState())
+    }
+
+    private struct OutputState {
+        var text = ""
+        var waiters: [(needle: String, continuation: CheckedContinuation<Bool, Never>)] = []
+        var ended = false
+    }
+
+    /// Standard output's line count, when it is kept apart from standard error.
+    let standardOutput: LineCounter?
+
+    init(_ executable: String, _ arguments: [String], separateStandardOutput: Bool = false) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardError = pipe
+        if separateStandardOutput {
+            let counter = LineCounter()
+            process.standardOutput = counter.pipe
+            standardOutput = counter
+        } else {
+            process.standardOutput = pipe
+            standardOutput = nil
+        }
+        self.process = process
+        pipe.fileHandleForReading.readabilityHandler = { [box] handle in
+            let data = handle.availableData
+            let ready = box.state.withLock { state -> [(CheckedContinuation<Bool, Never>, Bool)] in
+                if data.isEmpty {
+                    state.ended = true
+                    handle.readabilityHandler = nil
+                } else {
+                    state.text += String(decoding: data, as: UTF8.self)
+                }
+                let text = state.text
+                let done = state.waiters.filter { text.contains($0.needle) || state.ended }
+                state.waiters.removeAll { text.contains($0.needle) || state.ended }
+                return done.map { ($0.continuation, text.contains($0.needle)) }
+            }
+            for (waiter, found) in ready { waiter.resume(returning: found) }
+        }
+        try process.run()
+    }
+
+    var text: String { box.state.withLock { $0.text } }
+
+    /// Waits until the output contains `needle`; false if the output ended first.
+    func waitFor(_ needle: String) async -> Bool {
+        await withCheckedContinuation { continuation in
+            let now = box.state.withLock { state -> Bool? in
+                if state.text.contains(needle) { return true }
+                if state.ended { return false }
+                state.waiters.append((needle, continuation))
+                return nil
+            }
+            if let now { continuation.resume(returning: now) }
+        }
+    }
+
+    func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }
+
+    /// Waits for the process to exit; returns its status.
+    func waitForExit() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                self.process.waitUntilExit()
+                continuation.resume(returning: self.process.terminationStatus)
+            }
+        }
+    }
+}
+
+/// Counts the lines a process writes to a pipe; a test can wait for a count.
+final class LineCounter: Sendable {
+    let pipe = Pipe()
+    private let state = Mutex<(lines: Int, ended: Bool, waiters: [(Int, CheckedContinuation<Void, Never>)])>((0, false, []))
+
+    init() {
+        pipe.fileHandleForReading.readabilityHandler = { [self] handle in
+            let data = handle.availableData
+            let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+                if data.isEmpty {
+                    state.ended = true
+                    handle.readabilityHandler = nil
+                }
+                state.lines += data.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+                let lines = state.lines, ended = state.ended
+                let ready = state.waiters.filter { lines >= $0.0 || ended }.map(\.1)
+                state.waiters.removeAll { lines >= $0.0 || ended }
+                return ready
+            }
+            for waiter in ready { waiter.resume() }
+        }
+    }
+
+    var lines: Int { state.withLock { $0.lines } }
+
+    /// Waits until `count` lines were written or the pipe closed.
+    func waitFor(lines count: Int) async {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state -> Bool in
+                if state.lines >= count || state.ended { return true }
+                state.waiters.append((count, continuation))
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    /// Waits until the writer closed the pipe (so `lines` is final).
+    func waitForEnd() async { await waitFor(lines: .max) }
+}
+
+/// A free loopback port (UDP and TCP both bindable at the moment of asking).
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
+            guard bind(fd, pointer, length) == 0 else { return -1 }
+            return getsockname(fd, pointer, &length)
+        }
+    }
+    guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
+    return Int(UInt16(bigEndian: address.sin_port))
+}

@@ -1,0 +1,71 @@
+import DnstapForwarder
+import DnstapForwarderTesting
+import Foundation
+import Testing
+
+/// The built `dnstap-forwarder` binary, signalled like an orchestrator would.
+@Suite("graceful shutdown of the binary")
+struct ShutdownTests {
+    static var binary: String { packageRoot.appendingPathComponent(".build/debug/dnstap-forwarder").path }
+
+    /// `name=value` from the exit summary line.
+    static func summaryValue(_ name: String, in log: String) -> Int? {
+        guard let line = log.split(separator: "\n").last(where: { $0.contains("stopped:") }),
+            let range = line.range(of: " \(name)=")
+        else { return nil }
+        return Int(line[range.upperBound...].prefix { $0.isNumber })
+    }
+
+    @Test("SIGTERM in the middle of a stream: every frame received is written out, exit 0")
+    func sigtermMidStream() async throws {
+        let replay = try tool("fstrm_replay")
+        #expect(FileManager.default.isExecutableFile(atPath: Self.binary), "build first: swift build")
+        let directory = try TemporaryDirectory()
+        var payloads: [[UInt8]] = []
+        for index in 0..<100_000 { payloads.append(DnstapBuilder.message(query: DNSWireBuilder.query(name: "s\(index).test"))) }
+        let capture = directory.path + "/big.fstrm"
+        try Data(FrameStreamsFile.file(payloads: payloads)).write(to: URL(fileURLWithPath: capture))
+        let socket = directory.path + "/f.sock"
+
+        let forwarder = try WatchedProcess(
+            Self.binary, ["-unix-socket", socket, "-flush-interval", "20ms", "-stats-interval", "0"],
+            separateStandardOutput: true)
+        let listening = try await within(30, "listening") { await forwarder.waitFor("listening for dnstap") }
+        #expect(listening, "\(forwarder.text)")
+        let sender = try WatchedProcess(replay, ["-t", "protobuf:dnstap.Dnstap", "-u", socket, "-r", capture])
+        try await within(60, "events flowing") { await forwarder.standardOutput!.waitFor(lines: 2000) }
+
+        forwarder.signal(SIGTERM)
+        let status = try await within(60, "exit") { await forwarder.waitForExit() }
+        await forwarder.standardOutput!.waitForEnd()
+        _ = try await within(60, "sender exit") { await sender.waitForExit() }
+        let log = forwarder.text
+
+        #expect(status == 0, "\(log)")
+        #expect(log.contains("shutting down: stopped accepting"))
+        let frames = try #require(Self.summaryValue("frames", in: log), "\(log)")
+        let written = try #require(Self.summaryValue("events_out", in: log))
+        #expect(frames >= 2000)
+        #expect(written == frames, "every frame received was written")
+        #expect(forwarder.standardOutput!.lines == written, "stdout holds exactly what the summary reports")
+        #expect(Self.summaryValue("undelivered", in: log) == 0)
+        #expect(!FileManager.default.fileExists(atPath: socket), "the socket file is removed at exit")
+    }
+
+    @Test("a bad value is a clear error and exit status 2")
+    func badValue() async throws {
+        let result = try await run(Self.binary, ["-max-connections", "lots"])
+        #expect(result.status == 2)
+        #expect(result.output.contains("DNSTAP_MAX_CONNECTIONS"))
+        let environment = try await run("/usr/bin/env", ["DNSTAP_BUFFER_SIZE=-5", Self.binary])
+        #expect(environment.status == 2)
+        #expect(environment.output.contains("buffer-size"))
+    }
+
+    @Test("a socket path it cannot bind is a clear error and exit status 1")
+    func cannotBind() async throws {
+        let result = try await run(Self.binary, ["-unix-socket", "/nonexistent-dir/x.sock", "-log-level", "error"])
+        #expect(result.status == 1)
+        #expect(result.output.contains("/nonexistent-dir/x.sock"))
+    }
+}

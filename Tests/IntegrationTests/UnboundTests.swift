@@ -1,0 +1,106 @@
+import DnstapForwarder
+import Foundation
+import Testing
+
+/// A real resolver: Unbound on loopback answers a local zone and sends dnstap to the forwarder
+/// (bidirectional Frame Streams over the unix socket), while `dig` asks it names.
+@Suite("Unbound → forwarder")
+struct UnboundTests {
+    static let zone = """
+        $TTL 300
+        @ IN SOA ns.fwd.test. hostmaster.fwd.test. 1 3600 600 86400 300
+        @ IN NS ns
+        ns IN A 127.0.0.1
+        host1 IN A 10.99.0.1
+        host1 IN AAAA fd00:99::1
+        www1 IN CNAME host1
+        cdn1 IN CNAME www1
+        host2 IN A 10.99.0.2
+
+        """
+
+    static func config(directory: String, port: Int, socket: String) -> String {
+        """
+        server:
+          verbosity: 1
+          interface: 127.0.0.1@\(port)
+          port: \(port)
+          do-ip6: no
+          do-daemonize: no
+          use-syslog: no
+          logfile: ""
+          chroot: ""
+          username: ""
+          directory: "\(directory)"
+          pidfile: "\(directory)/unbound.pid"
+          access-control: 127.0.0.0/8 allow
+          num-threads: 1
+          module-config: "iterator"
+          auto-trust-anchor-file: ""
+          local-zone: "test." nodefault
+        auth-zone:
+          name: "fwd.test."
+          zonefile: "\(directory)/fwd.test.zone"
+          for-downstream: yes
+          for-upstream: yes
+          fallback-enabled: no
+        remote-control:
+          control-enable: no
+        dnstap:
+          dnstap-enable: yes
+          dnstap-socket-path: "\(socket)"
+          dnstap-send-identity: yes
+          dnstap-send-version: yes
+          dnstap-identity: "test-unbound"
+          dnstap-log-client-query-messages: yes
+          dnstap-log-client-response-messages: yes
+
+        """
+    }
+
+    @Test("the events' query names, types and rcodes are what dig asked")
+    func unboundSendsDnstap() async throws {
+        let unbound = try tool("unbound")
+        let dig = try tool("dig")
+        let directory = try TemporaryDirectory()
+        let asked: [(name: String, type: String)] = [
+            ("host1.fwd.test", "A"), ("host1.fwd.test", "AAAA"), ("cdn1.fwd.test", "AAAA"), ("host2.fwd.test", "A"),
+            ("nx.fwd.test", "A"),
+        ]
+        let (lines, summary) = try await withForwarder { forwarder in
+            try Self.zone.write(toFile: directory.path + "/fwd.test.zone", atomically: true, encoding: .utf8)
+            let port = try freePort()
+            let configPath = directory.path + "/unbound.conf"
+            try Self.config(directory: directory.path, port: port, socket: forwarder.unixPath!)
+                .write(toFile: configPath, atomically: true, encoding: .utf8)
+            let resolver = try WatchedProcess(unbound, ["-d", "-c", configPath])
+            guard try await within(30, "unbound to start", { await resolver.waitFor("start of service") }) else {
+                Issue.record("unbound did not start: \(resolver.text)")
+                return [String]()
+            }
+            for query in asked {
+                let answer = try await run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=5", query.name, query.type])
+                #expect(answer.status == 0, "dig \(query.name): \(answer.output)")
+            }
+            // Every query gives a CLIENT_QUERY and a CLIENT_RESPONSE event.
+            let expected = asked.count * 2
+            try await within(30, "dnstap events") { await forwarder.sink.waitUntil { queries($0).count >= expected } }
+            resolver.signal(SIGTERM)
+            _ = await resolver.waitForExit()
+            await forwarder.application.registry.waitUntilActive(atMost: 0)
+            #expect(forwarder.statistics.closedByReason[.protocolError] == nil, "unbound's STOP without reading FINISH is a clean end")
+            return forwarder.sink.lines
+        }
+        let events = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let asKeys = asked.map { "\($0.name)/\($0.type)" }
+        let responses = events.filter { $0["dnstap_type"] as? String == "CLIENT_RESPONSE" }
+        let queriesSeen = events.filter { $0["dnstap_type"] as? String == "CLIENT_QUERY" }
+        #expect(responses.map { "\($0["query"] as? String ?? "?")/\($0["record_type"] as? String ?? "?")" } == asKeys)
+        #expect(queriesSeen.map { "\($0["query"] as? String ?? "?")/\($0["record_type"] as? String ?? "?")" } == asKeys)
+        #expect(responses.map { $0["reply_code"] as? String } == ["NOERROR", "NOERROR", "NOERROR", "NOERROR", "NXDOMAIN"])
+        #expect(responses[2]["answer"] as? [String] == ["www1.fwd.test", "host1.fwd.test", "fd00:99::1"])
+        #expect(events.allSatisfy { $0["identity"] as? String == "test-unbound" })
+        #expect(events.allSatisfy { ($0["version"] as? String)?.hasPrefix("unbound") == true })
+        #expect(summary.undelivered == 0)
+    }
+}
