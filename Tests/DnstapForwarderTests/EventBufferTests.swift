@@ -68,3 +68,15 @@ struct EventBufferTests {
         #expect(await batch == nil)
     }
 }
+
+@Suite("rate-limited log")
+struct RateLimitedLogTests {
+    @Test("a burst per window gets through, the rest is counted and reported by the next line")
+    func burst() {
+        var limiter = RateLimitedLog(interval: .seconds(1), burst: 3)
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        let results = (0..<5).map { _ in limiter.shouldLog(now: start) }
+        #expect(results == [0, 0, 0, nil, nil])
+        #expect(limiter.shouldLog(now: start + .seconds(2)) == 2)
+    }
+}

@@ -46,7 +46,7 @@ public final class DnstapListener: Service {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let bound = Mutex<BindState>(BindState())
-    private let rejectionLog = Mutex(RateLimitedLog(interval: .seconds(1)))
+    private let rejectionLog = Mutex(RateLimitedLog(interval: .seconds(1), burst: 10))
 
     private struct BindState {
         var addresses: [SocketAddress]?
@@ -250,6 +250,16 @@ public final class DnstapListener: Service {
         logger.info("connection opened", metadata: ["transport": "\(record.transport.rawValue)", "active": "\(registry.active)"])
         var session = FrameStreamsSession(record: record, maxFrameSize: settings.maxFrameSize, statistics: statistics, logger: logger)
         var end: (reason: CloseReason, detail: String?) = (.peerClosed, nil)
+        var settled = false
+        // Counts the close and frees the slot. Done before FINISH is written, so a sender that
+        // has seen FINISH can reconnect at once and find its slot free.
+        func settle() {
+            guard !settled else { return }
+            settled = true
+            if let requested = record.closeRequest { end = (requested, end.detail) }
+            statistics.closed(end.reason)
+            registry.close(record)
+        }
         do {
             try await channel.executeThenClose { inbound, _ in
                 var iterator = inbound.makeAsyncIterator()
@@ -260,16 +270,17 @@ public final class DnstapListener: Service {
                     } else {
                         outcome = session.endOfInput()
                     }
-                    if let reply = outcome.reply {
-                        do {
-                            try await record.channel.writeAndFlush(reply.encoded(allocator: record.channel.allocator))
-                        } catch where reply.type == .finish {
-                            // Unbound closes right after STOP without reading FINISH: still a clean end.
-                        }
+                    if let reply = outcome.reply, reply.type != .finish {
+                        try await record.channel.writeAndFlush(reply.encoded(allocator: record.channel.allocator))
                     }
                     await hand(session.takeEvents(), from: record, logger: logger)
                     if let finished = outcome.end {
                         end = finished
+                        settle()
+                        if let reply = outcome.reply, reply.type == .finish {
+                            // Unbound closes right after STOP without reading FINISH: still a clean end.
+                            try? await record.channel.writeAndFlush(reply.encoded(allocator: record.channel.allocator))
+                        }
                         return
                     }
                 }
@@ -278,9 +289,7 @@ public final class DnstapListener: Service {
             end = (.ioError, "\(error)")
             await hand(session.takeEvents(), from: record, logger: logger)
         }
-        if let requested = record.closeRequest { end = (requested, end.detail) }
-        statistics.closed(end.reason)
-        registry.close(record)
+        settle()
         let duration = NIODeadline.now() - record.startedAt
         var metadata: Logger.Metadata = [
             "reason": "\(end.reason.rawValue)",

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the real peers the tests and the benchmark drive (Debian 12), skipping what is there.
+#   fstrm-bin: fstrm_replay / fstrm_capture (libfstrm, the Frame Streams reference)
+#   unbound: a real resolver sending dnstap;  dnsutils: dig;  dnsperf: load for the benchmark
+#   golang-github-dnstap-golang-dnstap-cli: golang-dnstap's `dnstap`, the benchmark's peer
+#   time: /usr/bin/time for peak memory;  python3: scripts/test_connection_limits.sh
+# Package scripts are kept from starting daemons while installing (unbound would take port 53).
+set -euo pipefail
+pkgs=(fstrm-bin unbound dnsutils dnsperf golang-github-dnstap-golang-dnstap-cli time python3 procps)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "test dependencies already installed"
+  exit 0
+fi
+sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
+created_policy=0
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\n# temporary (dnstap-forwarder install-test-deps.sh): do not start daemons\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+  $sudo chmod 755 /usr/sbin/policy-rc.d
+  created_policy=1
+fi
+trap '[ $created_policy = 1 ] && $sudo rm -f /usr/sbin/policy-rc.d' EXIT
+echo "installing: ${missing[*]}"
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
