@@ -13,7 +13,7 @@ public struct DnstapEventEncoder {
 
     public init(allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         self.allocator = allocator
-        self.writer = JSONObjectWriter(capacity: 64 * 1024)
+        self.writer = JSONObjectWriter(capacity: 4096)
         pending.reserveCapacity(256)
     }
 

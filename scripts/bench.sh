@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Throughput and peak memory of dnstap-forwarder, side by side with the reference peers, on the
+# same replay in the same run:
+#   fstrm_capture -w /dev/null   libfstrm's receiver: stores frames without decoding (the I/O ceiling)
+#   dnstap -u SOCK -j            golang-dnstap decoding to JSON (the usual collector)
+#   dnstap-forwarder             decoding to JSON lines on stdout (> /dev/null)
+# The sender is libfstrm's fstrm_replay, which waits for FINISH, so sender time = intake time.
+# Then: resident memory with 500 idle connections open, before/while/after a replay.
+#
+#   usage: scripts/bench.sh [--runs N] [--repeat R] [--capture FILE]
+#   (defaults: 3 runs, the capture sent 2 times per run; the capture is made once with a real
+#   Unbound under dnsperf load by scripts/bench/make-capture.sh and kept in .build/bench/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=3; repeat=2; capture=.build/bench/capture.fstrm
+while [ $# -gt 0 ]; do
+  case $1 in
+    --runs) runs=$2; shift 2 ;;
+    --repeat) repeat=$2; shift 2 ;;
+    --capture) capture=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+scripts/install-test-deps.sh >/dev/null
+swift build -c release --product dnstap-forwarder 2>&1 | tail -1
+forwarder=$(swift build -c release --show-bin-path)/dnstap-forwarder
+mkdir -p "$(dirname "$capture")"
+[ -s "$capture" ] || scripts/bench/make-capture.sh "$capture" >/dev/null
+messages=$(( $(python3 scripts/bench/count-frames.py "$capture") * repeat ))
+work=$(mktemp -d /tmp/dtf-bench.XXXXXX)
+receiver_pid=
+cleanup() { [ -n "$receiver_pid" ] && kill "$receiver_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+replay_args=(); for _ in $(seq "$repeat"); do replay_args+=(-r "$capture"); done
+
+# run_once NAME: start the receiver on $work/s.sock, replay, stop it; prints "msgs_per_s peak_kib".
+run_once() {
+  local name=$1 sock=$work/s.sock; rm -f "$sock"
+  case $name in
+    fstrm_capture) /usr/bin/time -f %M -o "$work/rss" fstrm_capture -t protobuf:dnstap.Dnstap -u "$sock" -w /dev/null 2>/dev/null & ;;
+    golang-dnstap) /usr/bin/time -f %M -o "$work/rss" dnstap -u "$sock" -j >/dev/null 2>/dev/null & ;;
+    dnstap-forwarder) /usr/bin/time -f %M -o "$work/rss" "$forwarder" -unix-socket "$sock" -stats-interval 0 -log-level warn >/dev/null 2>"$work/fwd.log" & ;;
+  esac
+  receiver_pid=$!
+  for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
+  local t0 t1; t0=$(date +%s.%N)
+  fstrm_replay -t protobuf:dnstap.Dnstap -u "$sock" "${replay_args[@]}"
+  t1=$(date +%s.%N)
+  # SIGINT to time(1)'s child: the receiver. (golang-dnstap and fstrm_capture stop on SIGINT.)
+  pkill -INT -P "$receiver_pid" 2>/dev/null || true
+  wait "$receiver_pid" 2>/dev/null || true; receiver_pid=
+  awk -v n="$messages" -v a="$t0" -v b="$t1" -v rss="$(tail -1 "$work/rss")" 'BEGIN { printf "%.0f %d\n", n / (b - a), rss }'
+}
+
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+echo "capture: $capture, $messages messages per run ($repeat x), $runs runs, $(nproc) cores"
+printf '%-18s %24s %10s %14s\n' receiver "msgs/s (each run)" median "peak RSS MiB"
+declare -A rate
+for name in fstrm_capture golang-dnstap dnstap-forwarder; do
+  results=()
+  for _ in $(seq "$runs"); do results+=("$(run_once "$name")"); done
+  rates=$(printf '%s\n' "${results[@]}" | awk '{print $1}')
+  rate[$name]=$(echo "$rates" | median)
+  rss=$(printf '%s\n' "${results[@]}" | awk '{print $2}' | sort -n | tail -1)
+  printf '%-18s %24s %10s %14s\n' "$name" "$(echo "$rates" | paste -sd,)" "${rate[$name]}" "$(mib "$rss")"
+done
+awk -v f="${rate[dnstap-forwarder]}" -v g="${rate[golang-dnstap]}" -v c="${rate[fstrm_capture]}" \
+  'BEGIN { printf "dnstap-forwarder / golang-dnstap = %.2fx; dnstap-forwarder / fstrm_capture = %.2f\n", f / g, f / c }'
+
+# Memory with 500 connections open: idle handshaken connections, then a replay on top.
+sock=$work/m.sock; rm -f "$sock"
+"$forwarder" -unix-socket "$sock" -max-connections 600 -stats-interval 0 -log-level warn >/dev/null 2>"$work/mem.log" &
+receiver_pid=$!
+for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
+rss() { awk '/VmRSS/ { print $2 }' "/proc/$receiver_pid/status"; }
+before=$(rss)
+python3 - "$sock" 500 "$work/hold" <<'PY' &
+import os, socket, struct, sys, time
+path, count, flag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+CT = b"protobuf:dnstap.Dnstap"
+def control(kind):
+    body = struct.pack(">III", kind, 1, len(CT)) + CT
+    return struct.pack(">II", 0, len(body)) + body
+held = []
+for _ in range(count):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(path)
+    s.sendall(control(4)); s.recv(64); s.sendall(control(2)); held.append(s)
+open(flag, "w").close()
+while os.path.exists(flag):
+    time.sleep(0.1)
+PY
+holder=$!
+for _ in $(seq 300); do [ -e "$work/hold" ] && break; sleep 0.1; done
+open500=$(rss)
+fstrm_replay -t protobuf:dnstap.Dnstap -u "$sock" "${replay_args[@]}"
+after_replay=$(rss)
+rm -f "$work/hold"; wait "$holder" 2>/dev/null || true
+kill -TERM "$receiver_pid"; wait "$receiver_pid" 2>/dev/null || true; receiver_pid=
+echo "RSS MiB: idle $(mib "$before"), with 500 connections open $(mib "$open500"), after a replay on top $(mib "$after_replay")"
