@@ -249,6 +249,7 @@ public final class DnstapListener: Service {
         logger[metadataKey: "peer"] = "\(record.peer)"
         logger.info("connection opened", metadata: ["transport": "\(record.transport.rawValue)", "active": "\(registry.active)"])
         var session = FrameStreamsSession(record: record, maxFrameSize: settings.maxFrameSize, statistics: statistics, logger: logger)
+        let lanes = EventEncodingLanes(record: record, statistics: statistics, logger: logger)
         var end: (reason: CloseReason, detail: String?) = (.peerClosed, nil)
         var settled = false
         // Counts the close and frees the slot. Done before FINISH is written, so a sender that
@@ -273,7 +274,9 @@ public final class DnstapListener: Service {
                     if let reply = outcome.reply, reply.type != .finish {
                         try await record.channel.writeAndFlush(reply.encoded(allocator: record.channel.allocator))
                     }
-                    await hand(session.takeEvents(), from: record, logger: logger)
+                    if !outcome.frames.isEmpty {
+                        await hand(await lanes.encode(outcome.frames), from: record, logger: logger)
+                    }
                     if let finished = outcome.end {
                         end = finished
                         settle()
@@ -287,7 +290,6 @@ public final class DnstapListener: Service {
             }
         } catch {
             end = (.ioError, "\(error)")
-            await hand(session.takeEvents(), from: record, logger: logger)
         }
         settle()
         let duration = NIODeadline.now() - record.startedAt

@@ -1,20 +1,21 @@
 import Logging
 import NIOCore
 
-/// The protocol side of one connection, with no I/O: bytes in; replies, events and an end out.
-///
-/// The connection task feeds it each read and carries out what it returns.
+/// The protocol side of one connection, with no I/O: bytes in; replies, dnstap payloads and an
+/// end out. The connection task feeds it each read and carries out what it returns; encoding the
+/// payloads is `EventEncodingLanes`' job.
 struct FrameStreamsSession {
     struct Outcome {
         /// A control frame to write (ACCEPT or FINISH).
         var reply: ControlFrame?
         /// Set when the stream is over: why, and a detail for the log on errors.
         var end: (reason: CloseReason, detail: String?)?
+        /// The dnstap payloads of the data frames, in order.
+        var frames: [ByteBuffer] = []
     }
 
     private var processor: NIOSingleStepByteToMessageProcessor<FrameStreamsDecoder>
     private(set) var machine = FrameStreamsStateMachine()
-    private var encoder: DnstapEventEncoder
     private let record: ConnectionRecord
     private let statistics: ForwarderStatistics
     private var decodeErrorLog = RateLimitedLog(interval: .seconds(10))
@@ -22,7 +23,6 @@ struct FrameStreamsSession {
 
     init(record: ConnectionRecord, maxFrameSize: Int, statistics: ForwarderStatistics, logger: Logger) {
         self.processor = NIOSingleStepByteToMessageProcessor(FrameStreamsDecoder(maxFrameLength: maxFrameSize))
-        self.encoder = DnstapEventEncoder()
         self.record = record
         self.statistics = statistics
         self.logger = logger
@@ -32,58 +32,43 @@ struct FrameStreamsSession {
     mutating func receive(_ bytes: ByteBuffer) -> Outcome {
         record.noteActivity(bytes: bytes.readableBytes)
         var outcome = Outcome()
-        var framesSeen = 0
         do {
             try processor.process(buffer: bytes) { frame in
-                if outcome.end == nil { handle(frame, into: &outcome, frames: &framesSeen) }
+                if outcome.end == nil { handle(frame, into: &outcome) }
             }
         } catch {
             outcome.end = outcome.end ?? (.protocolError, describe(error))
         }
-        statistics.received(frames: framesSeen, bytes: bytes.readableBytes)
+        statistics.received(frames: outcome.frames.count, bytes: bytes.readableBytes)
         return outcome
     }
 
     /// The peer closed its side: finish whatever whole frames are buffered.
     mutating func endOfInput() -> Outcome {
         var outcome = Outcome()
-        var framesSeen = 0
         do {
             try processor.finishProcessing(seenEOF: true) { frame in
-                if outcome.end == nil { handle(frame, into: &outcome, frames: &framesSeen) }
+                if outcome.end == nil { handle(frame, into: &outcome) }
             }
         } catch {
             // A partial frame at EOF: the whole frames before it were kept.
             outcome.end = outcome.end ?? (.peerClosed, describe(error))
         }
-        statistics.received(frames: framesSeen, bytes: 0)
+        statistics.received(frames: outcome.frames.count, bytes: 0)
         if outcome.end == nil {
             outcome.end = (machine.endOfInput(), machine.isHandshakeComplete ? nil : "closed before the handshake completed")
         }
         return outcome
     }
 
-    mutating func takeEvents() -> [ForwardedEvent] { encoder.takeEvents() }
-
-    private mutating func handle(_ frame: FrameStreamsFrame, into outcome: inout Outcome, frames: inout Int) {
+    private mutating func handle(_ frame: FrameStreamsFrame, into outcome: inout Outcome) {
         let wasComplete = machine.isHandshakeComplete
         switch machine.receive(frame) {
         case .sendAccept:
             outcome.reply = .accept
         case .deliver(let payload):
-            frames += 1
             record.frames.add(1, ordering: .relaxed)
-            do {
-                try encoder.append(frame: payload, receivedAtMicros: WallClock.nowMicros())
-            } catch {
-                record.decodeErrors.add(1, ordering: .relaxed)
-                statistics.protobufError()
-                if let suppressed = decodeErrorLog.shouldLog() {
-                    logger.warning(
-                        "dnstap frame does not decode; skipped",
-                        metadata: ["error": "\(error)", "frame_bytes": "\(payload.readableBytes)", "suppressed_since_last": "\(suppressed)"])
-                }
-            }
+            outcome.frames.append(payload)
         case .skippedOversized(let length):
             record.decodeErrors.add(1, ordering: .relaxed)
             statistics.oversized()

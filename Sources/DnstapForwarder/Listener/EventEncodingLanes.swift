@@ -1,0 +1,65 @@
+import Logging
+import NIOCore
+
+/// One connection's dnstap → JSON encoding, on up to two cores.
+///
+/// A read under load brings hundreds of frames. When it brings at least `splitThreshold`, the first
+/// half is encoded in a child task while the connection's own task encodes the second half; the
+/// halves are joined in order, so a connection's events keep their order. Smaller reads are
+/// encoded inline (a child task would cost more than it saves).
+struct EventEncodingLanes {
+    static let splitThreshold = 128
+
+    private let inline: EncodingLane
+    private let helper: EncodingLane
+
+    init(record: ConnectionRecord, statistics: ForwarderStatistics, logger: Logger) {
+        inline = EncodingLane(record: record, statistics: statistics, logger: logger)
+        helper = EncodingLane(record: record, statistics: statistics, logger: logger)
+    }
+
+    func encode(_ frames: [ByteBuffer]) async -> [ForwardedEvent] {
+        guard frames.count >= Self.splitThreshold else { return inline.encode(frames[...]) }
+        let middle = frames.count / 2
+        async let first = helper.encode(frames[..<middle])
+        let second = inline.encode(frames[middle...])
+        return await first + second
+    }
+}
+
+/// An encoder with its own scratch memory and decode-error log.
+///
+/// Unchecked Sendable: `EventEncodingLanes` hands each lane to exactly one task at a time (the
+/// helper lane to the child task, which it joins before using the lane again), so its mutable
+/// state is never touched concurrently.
+final class EncodingLane: @unchecked Sendable {
+    private var encoder = DnstapEventEncoder()
+    private var decodeErrorLog = RateLimitedLog(interval: .seconds(10))
+    private let record: ConnectionRecord
+    private let statistics: ForwarderStatistics
+    private let logger: Logger
+
+    init(record: ConnectionRecord, statistics: ForwarderStatistics, logger: Logger) {
+        self.record = record
+        self.statistics = statistics
+        self.logger = logger
+    }
+
+    func encode(_ frames: ArraySlice<ByteBuffer>) -> [ForwardedEvent] {
+        let receivedAt = WallClock.nowMicros()
+        for frame in frames {
+            do {
+                try encoder.append(frame: frame, receivedAtMicros: receivedAt)
+            } catch {
+                record.decodeErrors.add(1, ordering: .relaxed)
+                statistics.protobufError()
+                if let suppressed = decodeErrorLog.shouldLog() {
+                    logger.warning(
+                        "dnstap frame does not decode; skipped",
+                        metadata: ["error": "\(error)", "frame_bytes": "\(frame.readableBytes)", "suppressed_since_last": "\(suppressed)"])
+                }
+            }
+        }
+        return encoder.takeEvents()
+    }
+}
