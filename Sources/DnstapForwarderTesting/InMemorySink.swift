@@ -1,5 +1,6 @@
 import DnstapForwarder
 import NIOCore
+import NIOPosix
 import Synchronization
 
 /// An `EventSink` that keeps every event in memory; tests wait on its count. It can be held shut
@@ -8,7 +9,7 @@ public final class InMemorySink: EventSink {
     private struct State {
         var lines: [String] = []
         var waiters: [(ready: @Sendable ([String]) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
-        var gate: [CheckedContinuation<Void, Never>]?
+        var gate: [EventLoopPromise<Void>]?
         var failing = false
         var writes = 0
         var writeWaiters: [CheckedContinuation<Void, Never>] = []
@@ -23,7 +24,7 @@ public final class InMemorySink: EventSink {
     /// How many `write` calls have started (including ones held at the gate).
     public var writes: Int { state.withLock { $0.writes } }
 
-    public func write(_ events: [ForwardedEvent]) async throws {
+    public func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws {
         let (held, started) = state.withLock { state -> (Bool, [CheckedContinuation<Void, Never>]) in
             state.writes += 1
             defer { state.writeWaiters = [] }
@@ -31,14 +32,13 @@ public final class InMemorySink: EventSink {
         }
         for waiter in started { waiter.resume() }
         if held {
-            await withCheckedContinuation { continuation in
-                let open = state.withLock { state -> Bool in
-                    guard state.gate != nil else { return true }
-                    state.gate!.append(continuation)
-                    return false
-                }
-                if open { continuation.resume() }
+            // Held at the gate until `release()`, or until the deadline like a blocked output.
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let opened = loop.makePromise(of: Void.self)
+            state.withLock { state in
+                if state.gate != nil { state.gate!.append(opened) } else { opened.succeed() }
             }
+            try await opened.futureResult.get(abandoningWhen: abandon)
         }
         let ready = try state.withLock { state -> [CheckedContinuation<Void, Never>] in
             if state.failing { throw SinkError.writeFailed(errno: 5) }
@@ -86,11 +86,11 @@ public final class InMemorySink: EventSink {
     public func hold() { state.withLock { if $0.gate == nil { $0.gate = [] } } }
 
     public func release() {
-        let held = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        let held = state.withLock { state -> [EventLoopPromise<Void>] in
             defer { state.gate = nil }
             return state.gate ?? []
         }
-        for writer in held { writer.resume() }
+        for writer in held { writer.succeed() }
     }
 
     public func setFailing(_ failing: Bool) { state.withLock { $0.failing = failing } }

@@ -143,3 +143,42 @@ struct ConnectionManagementTests {
         }
     }
 }
+
+@Suite("shutdown bound")
+struct ShutdownBoundTests {
+    @Test("an output blocked past the shutdown bound: the undelivered events are counted, exit status 3")
+    func blockedOutput() async throws {
+        let sink = InMemorySink()
+        sink.hold()
+        let (_, summary) = try await withForwarder({ $0.shutdownTimeout = .milliseconds(400); $0.batchSize = 10 }, sink: sink) {
+            forwarder in
+            let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            #expect(try await client.handshake() == .accept)
+            var payloads: [[UInt8]] = []
+            for index in 0..<25 { payloads += DnstapBuilder.pair(name: "b\(index).test", id: UInt16(index)) }
+            try await client.sendData(payloads)
+            #expect(try await client.stop() == .finish)
+            try await within(30, "the output to be called") { await sink.waitUntilWriteStarted() }
+            return ()
+        }
+        #expect(sink.count == 0)
+        #expect(summary.undelivered == 50, "every accepted event is accounted for")
+        #expect(summary.exitStatus == 3, "\(summary.failure ?? "")")
+    }
+
+    @Test("a failing output: batches are dropped, counted and the exit status says so")
+    func failingOutput() async throws {
+        let sink = InMemorySink()
+        sink.setFailing(true)
+        let (_, summary) = try await withForwarder({ $0.batchSize = 10 }, sink: sink) { forwarder in
+            let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            #expect(try await client.handshake() == .accept)
+            try await client.sendData(DnstapBuilder.pair(name: "f.test", id: 1))
+            #expect(try await client.stop() == .finish)
+            await forwarder.application.registry.waitUntilActive(atMost: 0)
+            return ()
+        }
+        #expect(summary.undelivered == 2)
+        #expect(summary.exitStatus == 3)
+    }
+}

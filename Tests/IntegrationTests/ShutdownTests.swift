@@ -32,6 +32,8 @@ struct ShutdownTests {
             separateStandardOutput: true)
         let listening = try await within(30, "listening") { await forwarder.waitFor("listening for dnstap") }
         #expect(listening, "\(forwarder.text)")
+        let mode = try FileManager.default.attributesOfItem(atPath: socket)[.posixPermissions] as? Int
+        #expect(mode == 0o660, "the socket file's mode is the default 0660")
         let sender = try WatchedProcess(replay, ["-t", "protobuf:dnstap.Dnstap", "-u", socket, "-r", capture])
         try await within(60, "events flowing") { await forwarder.standardOutput!.waitFor(lines: 2000) }
 
@@ -52,11 +54,26 @@ struct ShutdownTests {
         #expect(!FileManager.default.fileExists(atPath: socket), "the socket file is removed at exit")
     }
 
-    @Test("a bad value is a clear error and exit status 2")
+    @Test("--help lists every flag with its env var and default")
+    func help() async throws {
+        let result = try await run(Self.binary, ["--help"])
+        #expect(result.status == 0)
+        let text = result.output.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        for setting in Setting.allCases {
+            #expect(text.contains("-\(setting.flag)"), "\(setting.flag)")
+            for name in setting.environmentNames { #expect(text.contains(name), "\(name)") }
+            #expect(text.contains("default \(setting.defaultDescription)"), "default of \(setting.flag)")
+        }
+    }
+
+    @Test("a bad value is a clear error and exit status 2, in either flag spelling")
     func badValue() async throws {
         let result = try await run(Self.binary, ["-max-connections", "lots"])
         #expect(result.status == 2)
         #expect(result.output.contains("DNSTAP_MAX_CONNECTIONS"))
+        let doubleDash = try await run(Self.binary, ["--max-connections", "lots"])
+        #expect(doubleDash.status == 2)
+        #expect(doubleDash.output.contains("DNSTAP_MAX_CONNECTIONS"))
         let environment = try await run("/usr/bin/env", ["DNSTAP_BUFFER_SIZE=-5", Self.binary])
         #expect(environment.status == 2)
         #expect(environment.output.contains("buffer-size"))

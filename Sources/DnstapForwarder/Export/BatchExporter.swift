@@ -35,6 +35,9 @@ public final class BatchExporter: Service {
         } onGracefulShutdown: { [buffer] in
             buffer.close()
         }
+        // Drained early (the shutdown bound ran out while the listener was still stopping):
+        // finish only when the group reaches this service, or the group counts it as a failure.
+        try? await gracefulShutdown()
         await sink.shutdown()
     }
 
@@ -53,8 +56,12 @@ public final class BatchExporter: Service {
                 continue
             }
             do {
-                try await sink.write(batch)
+                // No write may outlast the shutdown bound, even one that began before the shutdown.
+                try await sink.write(batch, abandon: shutdown.deadlinePassed)
                 statistics.delivered(batch.count)
+            } catch SinkError.deadlineExceeded {
+                statistics.dropped(batch.count, reason: .shutdownTimeout)
+                logger.error("output blocked past the shutdown deadline; batch undelivered", metadata: ["events": "\(batch.count)"])
             } catch {
                 statistics.dropped(batch.count, reason: .outputError)
                 if let suppressed = failureLog.shouldLog() {

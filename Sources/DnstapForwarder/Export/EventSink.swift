@@ -9,19 +9,33 @@ import Musl
 import Darwin
 #endif
 
-/// Where batches of events go. `write` delivers the whole batch or throws.
+/// Where batches of events go. `write` delivers the whole batch or throws. When `abandon`
+/// completes first (the shutdown bound ran out), it stops waiting and throws
+/// `SinkError.deadlineExceeded`; the batch may then be partly written.
 public protocol EventSink: Sendable {
-    func write(_ events: [ForwardedEvent]) async throws
+    func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws
     func shutdown() async
 }
 
 public enum SinkError: Error, CustomStringConvertible {
     case writeFailed(errno: Int32)
+    case deadlineExceeded
 
     public var description: String {
         switch self {
         case .writeFailed(let code): return "write failed: \(String(cString: strerror(code))) (errno \(code))"
+        case .deadlineExceeded: return "the output did not take the batch before the shutdown deadline"
         }
+    }
+}
+
+extension EventLoopFuture {
+    /// The value, or `SinkError.deadlineExceeded` if `abandon` completes first (the work goes on).
+    public func get(abandoningWhen abandon: EventLoopFuture<Void>) async throws -> Value {
+        let bounded = eventLoop.makePromise(of: Value.self)
+        cascade(to: bounded)
+        abandon.whenSuccess { bounded.fail(SinkError.deadlineExceeded) }
+        return try await bounded.futureResult.get()
     }
 }
 
@@ -31,14 +45,16 @@ public enum SinkError: Error, CustomStringConvertible {
 public final class JSONLinesSink: EventSink {
     private let fileDescriptor: CInt
     private let threadPool: NIOThreadPool
+    private let eventLoop: any EventLoop
 
-    public init(fileDescriptor: CInt = 1) {
+    public init(fileDescriptor: CInt = 1, eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()) {
         self.fileDescriptor = fileDescriptor
+        self.eventLoop = eventLoop
         self.threadPool = NIOThreadPool(numberOfThreads: 1)
         threadPool.start()
     }
 
-    public func write(_ events: [ForwardedEvent]) async throws {
+    public func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws {
         var lines = ByteBufferAllocator().buffer(capacity: events.reduce(0) { $0 + $1.json.readableBytes + 1 })
         for event in events {
             lines.writeImmutableBuffer(event.json)
@@ -46,9 +62,9 @@ public final class JSONLinesSink: EventSink {
         }
         let fd = fileDescriptor
         let frozen = lines
-        try await threadPool.runIfActive {
+        try await threadPool.runIfActive(eventLoop: eventLoop) {
             try frozen.withUnsafeReadableBytes { try Self.writeAll(fd, $0) }
-        }
+        }.get(abandoningWhen: abandon)
     }
 
     static func writeAll(_ fd: CInt, _ bytes: UnsafeRawBufferPointer) throws {

@@ -28,8 +28,8 @@ public final class ForwarderApplication: Sendable {
     ) throws {
         self.configuration = configuration
         self.logger = logger
-        let sink = try sink ?? Self.makeSink(configuration)
-        shutdown = ShutdownCoordinator(timeout: configuration.shutdownTimeout)
+        let sink = try sink ?? Self.makeSink(configuration, eventLoopGroup: eventLoopGroup)
+        shutdown = ShutdownCoordinator(timeout: configuration.shutdownTimeout, eventLoop: eventLoopGroup.next())
         registry = ConnectionRegistry(maxConnections: configuration.maxConnections)
         buffer = EventBuffer(capacity: configuration.bufferSize, timerLoop: eventLoopGroup.next())
         exporter = BatchExporter(
@@ -42,22 +42,26 @@ public final class ForwarderApplication: Sendable {
             statistics: statistics, registry: registry, buffer: buffer, interval: configuration.statsInterval,
             logger: logger.with(component: "statistics"))
         // Shutdown runs in reverse order: the listener stops first, the exporter drains last.
-        serviceGroup = ServiceGroup(
-            configuration: .init(
-                services: [
-                    .init(service: exporter),
-                    .init(service: reporter),
-                    .init(service: listener, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
-                ],
-                gracefulShutdownSignals: signals,
-                cancellationSignals: [],
-                logger: logger.with(component: "lifecycle")))
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [
+                .init(service: exporter),
+                .init(service: reporter),
+                .init(service: listener, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+            ],
+            gracefulShutdownSignals: signals,
+            cancellationSignals: [],
+            logger: logger.with(component: "lifecycle"))
+        // A backstop only (the exporter keeps to the shutdown bound itself). No cancellation bound:
+        // ServiceLifecycle ends the process with a fatal error when that one runs out.
+        groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownTimeout + .seconds(5)
+        groupConfiguration.maximumCancellationDuration = nil
+        serviceGroup = ServiceGroup(configuration: groupConfiguration)
     }
 
-    static func makeSink(_ configuration: ForwarderConfiguration) throws -> any EventSink {
+    static func makeSink(_ configuration: ForwarderConfiguration, eventLoopGroup: any EventLoopGroup) throws -> any EventSink {
         switch configuration.outputType {
         case .stdout:
-            return JSONLinesSink(fileDescriptor: 1)
+            return JSONLinesSink(fileDescriptor: 1, eventLoop: eventLoopGroup.next())
         case .hec:
             throw ConfigurationError.invalid(
                 "-output-type hec is not implemented in this version yet; use -output-type stdout")
