@@ -22,10 +22,24 @@ enum DNSEventFields {
         json.field("authority_answer_count", dns.authorityCount)
         json.field("additional_answer_count", dns.additionalCount)
         if !dns.answers.isEmpty {
-            json.field("answer", strings: dns.answers.map { $0.data.presentation })
-            json.field("answer_type", strings: dns.answers.map { DNSNames.typeName($0.type) })
-            json.field("answer_name", strings: dns.answers.map(\.name))
-            json.field("ttl", integers: dns.answers.map(\.ttl))
+            json.beginArray("answer")
+            for answer in dns.answers {
+                switch answer.data {
+                case .ipv4(let address): json.arrayElement(address)
+                case .name(let name), .text(let name): json.arrayElement(name)
+                case .ipv6: json.arrayElement(answer.data.presentation)
+                }
+            }
+            json.endArray()
+            json.beginArray("answer_type")
+            for answer in dns.answers { json.arrayElement(DNSNames.typeName(answer.type)) }
+            json.endArray()
+            json.beginArray("answer_name")
+            for answer in dns.answers { json.arrayElement(answer.name) }
+            json.endArray()
+            json.beginArray("ttl")
+            for answer in dns.answers { json.arrayElement(answer.ttl) }
+            json.endArray()
         }
         if let edns = dns.edns {
             json.field("edns_udp_size", edns.udpPayloadSize)

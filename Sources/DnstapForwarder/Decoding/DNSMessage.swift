@@ -46,8 +46,8 @@ public struct DNSResourceRecord: Sendable, Equatable {
 }
 
 public enum DNSRecordData: Sendable, Equatable {
-    case ipv4([UInt8])
-    case ipv6([UInt8])
+    case ipv4(IPv4Bytes)
+    case ipv6(IPv6Bytes)
     /// CNAME, DNAME, NS, PTR: one domain name.
     case name(String)
     /// Any other type, already rendered as text (RFC 3597 `\# len hex` when the type is unknown).
@@ -55,12 +55,36 @@ public enum DNSRecordData: Sendable, Equatable {
 
     public var presentation: String {
         switch self {
-        case .ipv4(let bytes): return IPAddressFormatter.string(fromIPv4: bytes)
-        case .ipv6(let bytes): return IPAddressFormatter.string(fromIPv6: bytes)
+        case .ipv4(let address): return IPAddressFormatter.string(fromIPv4: address.bytes)
+        case .ipv6(let address): return IPAddressFormatter.string(fromIPv6: address.bytes)
         case .name(let name): return name
         case .text(let text): return text
         }
     }
+}
+
+/// An IPv4 address held by value (no allocation), network byte order in `value`'s high byte first.
+public struct IPv4Bytes: Sendable, Hashable {
+    public var value: UInt32
+
+    public init(_ bytes: UnsafeRawBufferPointer) {
+        value = bytes.reduce(0) { $0 << 8 | UInt32($1) }
+    }
+
+    public var bytes: [UInt8] { [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)] }
+}
+
+/// An IPv6 address held by value (no allocation).
+public struct IPv6Bytes: Sendable, Hashable {
+    public var high: UInt64
+    public var low: UInt64
+
+    public init(_ bytes: UnsafeRawBufferPointer) {
+        high = bytes.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+        low = bytes.dropFirst(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    public var bytes: [UInt8] { (0..<8).map { UInt8(high >> (56 - 8 * $0) & 0xFF) } + (0..<8).map { UInt8(low >> (56 - 8 * $0) & 0xFF) } }
 }
 
 /// The OPT pseudo-record (RFC 6891).

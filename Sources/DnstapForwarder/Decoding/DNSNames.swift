@@ -74,7 +74,9 @@ public enum DNSNames {
     struct NameBuilder {
         private var bytes: [UInt8] = []
 
-        init() { bytes.reserveCapacity(32) }
+        init() { bytes.reserveCapacity(64) }
+
+        mutating func reset() { bytes.removeAll(keepingCapacity: true) }
 
         mutating func appendLabel(_ label: UnsafeRawBufferPointer) {
             if !bytes.isEmpty { bytes.append(UInt8(ascii: ".")) }

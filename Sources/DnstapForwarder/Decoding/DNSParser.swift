@@ -47,6 +47,8 @@ extension DNSMessage {
 struct DNSWireReader {
     let bytes: UnsafeRawBufferPointer
     var offset = 0
+    /// Reused for every name of the message: one allocation per message, not per name.
+    private var names = DNSNames.NameBuilder()
 
     init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
@@ -65,13 +67,13 @@ struct DNSWireReader {
 
     /// Reads a possibly compressed name at the cursor and moves past it (past the first pointer).
     mutating func readName(section: String) throws(DNSParseError) -> String {
-        var text = DNSNames.NameBuilder()
+        names.reset()
         do {
-            offset = try Self.walkName(bytes, from: offset, into: &text)
+            offset = try Self.walkName(bytes, from: offset, into: &names)
         } catch .truncated {
             throw .truncated(section: section)
         }
-        return text.finish()
+        return names.finish()
     }
 
     /// Walks a name starting at `start`, appending labels; returns the offset after the name as it
@@ -162,19 +164,19 @@ struct DNSWireReader {
         message.edns = edns
     }
 
-    func renderData(type: UInt16, from start: Int, to end: Int) throws(DNSParseError) -> DNSRecordData {
+    mutating func renderData(type: UInt16, from start: Int, to end: Int) throws(DNSParseError) -> DNSRecordData {
         let data = UnsafeRawBufferPointer(rebasing: bytes[start..<end])
         switch type {
         case DNSNames.typeA:
             guard data.count == 4 else { throw .badRecordData(type: type) }
-            return .ipv4(Array(data))
+            return .ipv4(IPv4Bytes(data))
         case DNSNames.typeAAAA:
             guard data.count == 16 else { throw .badRecordData(type: type) }
-            return .ipv6(Array(data))
+            return .ipv6(IPv6Bytes(data))
         case DNSNames.typeCNAME, DNSNames.typeNS, DNSNames.typePTR, DNSNames.typeDNAME:
-            var text = DNSNames.NameBuilder()
-            guard try Self.walkName(bytes, from: start, into: &text) == end else { throw .badRecordData(type: type) }
-            return .name(text.finish())
+            names.reset()
+            guard try Self.walkName(bytes, from: start, into: &names) == end else { throw .badRecordData(type: type) }
+            return .name(names.finish())
         default:
             return .text(try DNSRecordRenderer(message: bytes).render(type: type, from: start, to: end))
         }

@@ -216,6 +216,30 @@ final class JSONObjectWriter {
         needsComma = false
     }
 
+    func arrayElement(_ value: String) {
+        if needsComma { append(UInt8(ascii: ",")) }
+        needsComma = true
+        writeString(value)
+    }
+
+    func arrayElement<Integer: BinaryInteger>(_ value: Integer) {
+        if needsComma { append(UInt8(ascii: ",")) }
+        needsComma = true
+        writeInteger(value)
+    }
+
+    /// A dotted-quad string straight from the address value.
+    func arrayElement(_ address: IPv4Bytes) {
+        if needsComma { append(UInt8(ascii: ",")) }
+        needsComma = true
+        append(UInt8(ascii: "\""))
+        for shift: UInt32 in [24, 16, 8, 0] {
+            if shift != 24 { append(UInt8(ascii: ".")) }
+            writeDecimal(UInt64(address.value >> shift & 0xFF))
+        }
+        append(UInt8(ascii: "\""))
+    }
+
     func arrayElement(static value: StaticString) {
         if needsComma { append(UInt8(ascii: ",")) }
         needsComma = true
