@@ -30,6 +30,19 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
     @Option(name: names(.outputType), help: help(.outputType)) var outputType: String?
     @Option(name: names(.hecURL), help: help(.hecURL)) var hecURL: String?
     @Option(name: names(.hecToken), help: help(.hecToken)) var hecToken: String?
+    @Option(name: names(.hecTokenFile), help: help(.hecTokenFile)) var hecTokenFile: String?
+    @Option(name: names(.hecGzip), help: help(.hecGzip)) var hecGzip: String?
+    @Option(name: names(.hecMaxBatchBytes), help: help(.hecMaxBatchBytes)) var hecMaxBatchBytes: String?
+    @Option(name: names(.hecRequestTimeout), help: help(.hecRequestTimeout)) var hecRequestTimeout: String?
+    @Option(name: names(.hecConnectTimeout), help: help(.hecConnectTimeout)) var hecConnectTimeout: String?
+    @Option(name: names(.hecRetryInitialDelay), help: help(.hecRetryInitialDelay)) var hecRetryInitialDelay: String?
+    @Option(name: names(.hecRetryMaxDelay), help: help(.hecRetryMaxDelay)) var hecRetryMaxDelay: String?
+    @Option(name: names(.hecCAFile), help: help(.hecCAFile)) var hecCAFile: String?
+    @Option(name: names(.hecInsecureSkipVerify), help: help(.hecInsecureSkipVerify)) var hecInsecureSkipVerify: String?
+    @Option(name: names(.splunkSourcetype), help: help(.splunkSourcetype)) var splunkSourcetype: String?
+    @Option(name: names(.splunkSource), help: help(.splunkSource)) var splunkSource: String?
+    @Option(name: names(.splunkHost), help: help(.splunkHost)) var splunkHost: String?
+    @Option(name: names(.splunkIndex), help: help(.splunkIndex)) var splunkIndex: String?
     @Option(name: names(.shutdownTimeout), help: help(.shutdownTimeout)) var shutdownTimeout: String?
     @Option(name: names(.statsInterval), help: help(.statsInterval)) var statsInterval: String?
     @Option(name: names(.logLevel), help: help(.logLevel)) var logLevel: String?
@@ -52,7 +65,11 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
             (.tcpListen, tcpListen), (.maxConnections, maxConnections), (.maxFrameSize, maxFrameSize),
             (.handshakeTimeout, handshakeTimeout), (.idleTimeout, idleTimeout), (.bufferSize, bufferSize),
             (.batchSize, batchSize), (.flushInterval, flushInterval), (.outputType, outputType), (.hecURL, hecURL),
-            (.hecToken, hecToken), (.shutdownTimeout, shutdownTimeout), (.statsInterval, statsInterval),
+            (.hecToken, hecToken), (.hecTokenFile, hecTokenFile), (.hecGzip, hecGzip), (.hecMaxBatchBytes, hecMaxBatchBytes),
+            (.hecRequestTimeout, hecRequestTimeout), (.hecConnectTimeout, hecConnectTimeout),
+            (.hecRetryInitialDelay, hecRetryInitialDelay), (.hecRetryMaxDelay, hecRetryMaxDelay), (.hecCAFile, hecCAFile),
+            (.hecInsecureSkipVerify, hecInsecureSkipVerify), (.splunkSourcetype, splunkSourcetype), (.splunkSource, splunkSource),
+            (.splunkHost, splunkHost), (.splunkIndex, splunkIndex), (.shutdownTimeout, shutdownTimeout), (.statsInterval, statsInterval),
             (.logLevel, logLevel),
         ]
         return Dictionary(uniqueKeysWithValues: given.compactMap { setting, value in value.map { (setting, $0) } })

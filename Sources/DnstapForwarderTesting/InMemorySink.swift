@@ -24,7 +24,7 @@ public final class InMemorySink: EventSink {
     /// How many `write` calls have started (including ones held at the gate).
     public var writes: Int { state.withLock { $0.writes } }
 
-    public func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws {
+    public func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws -> SinkResult {
         let (held, started) = state.withLock { state -> (Bool, [CheckedContinuation<Void, Never>]) in
             state.writes += 1
             defer { state.writeWaiters = [] }
@@ -49,6 +49,7 @@ public final class InMemorySink: EventSink {
             return ready
         }
         for waiter in ready { waiter.resume() }
+        return SinkResult(delivered: events.count)
     }
 
     public func shutdown() async {}

@@ -32,7 +32,8 @@ enum TestError: Error, CustomStringConvertible {
 /// returns the run's summary with the body's result.
 func withForwarder<Result: Sendable>(
     _ configure: (inout ForwarderConfiguration) -> Void = { _ in },
-    sink: InMemorySink = InMemorySink(),
+    sink: InMemorySink? = InMemorySink(),
+    logger: Logger? = nil,
     _ body: (RunningForwarder) async throws -> Result
 ) async throws -> (Result, RunSummary) {
     let directory = try TemporaryDirectory()
@@ -41,13 +42,13 @@ func withForwarder<Result: Sendable>(
     configuration.flushInterval = .milliseconds(20)
     configuration.statsInterval = nil
     configure(&configuration)
-    var logger = Logger(label: "test")
-    logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .debug
-    let application = try ForwarderApplication(configuration: configuration, sink: sink, signals: [], logger: logger)
+    var quiet = Logger(label: "test")
+    quiet.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .debug
+    let application = try ForwarderApplication(configuration: configuration, sink: sink, signals: [], logger: logger ?? quiet)
     return try await withThrowingTaskGroup(of: RunSummary?.self) { group in
         group.addTask { try await application.run() }
         let addresses = try await application.listener.boundAddresses()
-        let forwarder = RunningForwarder(application: application, sink: sink, addresses: addresses)
+        let forwarder = RunningForwarder(application: application, sink: sink ?? InMemorySink(), addresses: addresses)
         let result: Result
         do {
             result = try await body(forwarder)

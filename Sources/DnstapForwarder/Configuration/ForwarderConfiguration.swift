@@ -52,6 +52,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
     public var outputType: OutputType = .stdout
     public var hecURL: String?
     public var hecToken: String?
+    public var hec = HECSettings()
     public var shutdownTimeout: Duration = .seconds(30)
     /// nil: statistics are logged only at exit.
     public var statsInterval: Duration? = .seconds(60)
@@ -66,7 +67,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
             && lhs.handshakeTimeout == rhs.handshakeTimeout && lhs.idleTimeout == rhs.idleTimeout
             && lhs.bufferSize == rhs.bufferSize && lhs.batchSize == rhs.batchSize
             && lhs.flushInterval == rhs.flushInterval && lhs.outputType == rhs.outputType
-            && lhs.hecURL == rhs.hecURL && lhs.hecToken == rhs.hecToken
+            && lhs.hecURL == rhs.hecURL && lhs.hecToken == rhs.hecToken && lhs.hec == rhs.hec
             && lhs.shutdownTimeout == rhs.shutdownTimeout && lhs.statsInterval == rhs.statsInterval
             && lhs.logLevel == rhs.logLevel
     }
@@ -147,6 +148,36 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         config.outputType = output
         config.hecURL = given(.hecURL).flatMap { $0.isEmpty ? nil : $0 }
         config.hecToken = given(.hecToken).flatMap { $0.isEmpty ? nil : $0 }
+        if config.hecToken == nil, let file = given(.hecTokenFile), !file.isEmpty {
+            guard let contents = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ConfigurationError.invalidValue(.hecTokenFile, file, "cannot read the file")
+            }
+            config.hecToken = contents.trimmingSpaces()
+        }
+        config.hec.gzip = try ValueParsing.boolean(value(.hecGzip)!, setting: .hecGzip)
+        config.hec.maxBatchBytes = try ValueParsing.byteSize(value(.hecMaxBatchBytes)!, setting: .hecMaxBatchBytes)
+        config.hec.requestTimeout = try ValueParsing.duration(value(.hecRequestTimeout)!, setting: .hecRequestTimeout)
+        config.hec.connectTimeout = try ValueParsing.duration(value(.hecConnectTimeout)!, setting: .hecConnectTimeout)
+        config.hec.retryInitialDelay = try ValueParsing.duration(value(.hecRetryInitialDelay)!, setting: .hecRetryInitialDelay)
+        config.hec.retryMaxDelay = try ValueParsing.duration(value(.hecRetryMaxDelay)!, setting: .hecRetryMaxDelay)
+        if config.hec.retryInitialDelay == .zero || config.hec.retryMaxDelay < config.hec.retryInitialDelay {
+            throw ConfigurationError.invalid("-hec-retry-initial-delay must be above 0 and at most -hec-retry-max-delay")
+        }
+        config.hec.caFile = given(.hecCAFile).flatMap { $0.isEmpty ? nil : $0 }
+        config.hec.insecureSkipVerify = try ValueParsing.boolean(value(.hecInsecureSkipVerify)!, setting: .hecInsecureSkipVerify)
+        config.hec.sourcetype = value(.splunkSourcetype)!
+        config.hec.source = value(.splunkSource)!
+        config.hec.host = given(.splunkHost).flatMap { $0.isEmpty ? nil : $0 }
+        config.hec.index = given(.splunkIndex).flatMap { $0.isEmpty ? nil : $0 }
+        if config.outputType == .hec {
+            guard let url = config.hecURL else {
+                throw ConfigurationError.invalid("-output-type hec needs -hec-url (DNSTAP_HEC_URL)")
+            }
+            config.hec.endpoint = try HECEndpoint(url)
+            guard config.hecToken != nil else {
+                throw ConfigurationError.invalid("-output-type hec needs -hec-token or -hec-token-file (DNSTAP_HEC_TOKEN, DNSTAP_HEC_TOKEN_FILE)")
+            }
+        }
         config.shutdownTimeout = try ValueParsing.duration(value(.shutdownTimeout)!, setting: .shutdownTimeout)
         let stats = try ValueParsing.duration(value(.statsInterval)!, setting: .statsInterval)
         config.statsInterval = stats == .zero ? nil : stats
@@ -189,6 +220,14 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         }
         if let hecURL { metadata["hec_url"] = .string(hecURL) }
         if hecToken != nil { metadata["hec_token"] = "<redacted>" }
+        if outputType == .hec {
+            metadata["hec_gzip"] = .stringConvertible(hec.gzip)
+            metadata["hec_max_batch_bytes"] = .stringConvertible(hec.maxBatchBytes)
+            metadata["splunk_sourcetype"] = .string(hec.sourcetype)
+            metadata["splunk_source"] = .string(hec.source)
+            metadata["splunk_index"] = .string(hec.index ?? "-")
+            metadata["hec_tls_verify"] = .string(hec.insecureSkipVerify ? "OFF" : (hec.caFile.map { "ca-file \($0)" } ?? "system roots"))
+        }
         return metadata
     }
 }

@@ -42,6 +42,14 @@ enum ValueParsing {
         return value
     }
 
+    static func boolean(_ text: String, setting: Setting) throws -> Bool {
+        switch text.trimmingSpaces().lowercased() {
+        case "true", "yes", "1", "on": return true
+        case "false", "no", "0", "off": return false
+        default: throw ConfigurationError.invalidValue(setting, text, "expected true or false")
+        }
+    }
+
     static func fileMode(_ text: String, setting: Setting) throws -> UInt16 {
         guard let value = UInt16(text.trimmingSpaces(), radix: 8), value <= 0o7777 else {
             throw ConfigurationError.invalidValue(setting, text, "expected an octal mode such as 0660")

@@ -42,6 +42,7 @@ public final class BatchExporter: Service {
     }
 
     private func exportUntilDrained() async {
+        await sink.start()
         var failureLog = RateLimitedLog(interval: .seconds(10))
         while let batch = await buffer.nextBatch(maxCount: batchSize, flushInterval: flushInterval) {
             if shutdown.isPastDeadline {
@@ -57,8 +58,9 @@ public final class BatchExporter: Service {
             }
             do {
                 // No write may outlast the shutdown bound, even one that began before the shutdown.
-                try await sink.write(batch, abandon: shutdown.deadlinePassed)
-                statistics.delivered(batch.count)
+                let result = try await sink.write(batch, abandon: shutdown.deadlinePassed)
+                statistics.delivered(result.delivered)
+                for (reason, count) in result.dropped { statistics.dropped(count, reason: reason) }
             } catch SinkError.deadlineExceeded {
                 statistics.dropped(batch.count, reason: .shutdownTimeout)
                 logger.error("output blocked past the shutdown deadline; batch undelivered", metadata: ["events": "\(batch.count)"])

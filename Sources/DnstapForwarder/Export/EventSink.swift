@@ -13,8 +13,25 @@ import Darwin
 /// completes first (the shutdown bound ran out), it stops waiting and throws
 /// `SinkError.deadlineExceeded`; the batch may then be partly written.
 public protocol EventSink: Sendable {
-    func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws
+    /// Called once before the first write (e.g. to probe the destination and report problems).
+    func start() async
+    /// Delivers the events, or reports which were dropped and why; throws when none could be.
+    func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws -> SinkResult
     func shutdown() async
+}
+
+extension EventSink {
+    public func start() async {}
+}
+
+/// What became of a batch: delivered, or dropped by reason.
+public struct SinkResult: Sendable, Equatable {
+    public var delivered = 0
+    public var dropped: [DropReason: Int] = [:]
+
+    public init(delivered: Int = 0) { self.delivered = delivered }
+
+    public mutating func drop(_ count: Int, _ reason: DropReason) { dropped[reason, default: 0] += count }
 }
 
 public enum SinkError: Error, CustomStringConvertible {
@@ -54,7 +71,7 @@ public final class JSONLinesSink: EventSink {
         threadPool.start()
     }
 
-    public func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws {
+    public func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws -> SinkResult {
         var lines = ByteBufferAllocator().buffer(capacity: events.reduce(0) { $0 + $1.json.readableBytes + 1 })
         for event in events {
             lines.writeImmutableBuffer(event.json)
@@ -65,6 +82,7 @@ public final class JSONLinesSink: EventSink {
         try await threadPool.runIfActive(eventLoop: eventLoop) {
             try frozen.withUnsafeReadableBytes { try Self.writeAll(fd, $0) }
         }.get(abandoningWhen: abandon)
+        return SinkResult(delivered: events.count)
     }
 
     static func writeAll(_ fd: CInt, _ bytes: UnsafeRawBufferPointer) throws {

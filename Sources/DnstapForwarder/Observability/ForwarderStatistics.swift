@@ -9,6 +9,12 @@ public enum DropReason: String, CaseIterable, Sendable {
     case shutdownTimeout = "shutdown_timeout"
     /// Arrived after the buffer had closed for shutdown.
     case shutdown
+    /// HEC rejected the request for good (a 4xx other than 401/403/413).
+    case rejected
+    /// HEC named the event as invalid (400 code 6); the rest of its batch was resent.
+    case invalidEvent = "invalid_event"
+    /// Larger than HEC accepts on its own (413 for a single event).
+    case tooLarge = "too_large"
 }
 
 /// The service's counters: the truth behind the periodic log line, the exit summary and (through
@@ -23,6 +29,7 @@ public final class ForwarderStatistics: Sendable {
     public let protobufErrors = Atomic<Int>(0)
     public let eventsQueued = Atomic<Int>(0)
     public let eventsOut = Atomic<Int>(0)
+    public let outputRetries = Atomic<Int>(0)
     private let closed = Mutex<[CloseReason: Int]>([:])
     private let dropped = Mutex<[DropReason: Int]>([:])
 
@@ -31,6 +38,7 @@ public final class ForwarderStatistics: Sendable {
     private let metricFrames = Counter(label: "dnstap_frames_total")
     private let metricBytes = Counter(label: "dnstap_bytes_total")
     private let metricEventsOut = Counter(label: "dnstap_events_out_total")
+    private let metricRetries = Counter(label: "dnstap_output_retries_total")
     private let metricClosed: [CloseReason: Counter]
     private let metricDropped: [DropReason: Counter]
     private let metricDecodeErrors: [String: Counter]
@@ -84,6 +92,11 @@ public final class ForwarderStatistics: Sendable {
     func delivered(_ count: Int) {
         eventsOut.add(count, ordering: .relaxed)
         metricEventsOut.increment(by: count)
+    }
+
+    func retried() {
+        outputRetries.add(1, ordering: .relaxed)
+        metricRetries.increment()
     }
 
     func dropped(_ count: Int, reason: DropReason) {

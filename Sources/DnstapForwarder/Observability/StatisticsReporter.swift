@@ -40,6 +40,7 @@ public struct StatisticsReporter: Service {
             "decode_errors": "protobuf=\(statistics.protobufErrors.load(ordering: .relaxed)),oversized=\(statistics.oversizedFrames.load(ordering: .relaxed)),unknown_control=\(statistics.unknownControlFrames.load(ordering: .relaxed))",
             "events_queued": "\(statistics.eventsQueued.load(ordering: .relaxed))",
             "events_out": "\(statistics.eventsOut.load(ordering: .relaxed))",
+            "output_retries": "\(statistics.outputRetries.load(ordering: .relaxed))",
             "dropped": "\(Self.list(DropReason.allCases, dropped))",
             "buffer_fill": "\(buffer.fill)/\(buffer.capacity)",
         ]

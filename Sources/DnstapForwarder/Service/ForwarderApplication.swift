@@ -28,7 +28,7 @@ public final class ForwarderApplication: Sendable {
     ) throws {
         self.configuration = configuration
         self.logger = logger
-        let sink = try sink ?? Self.makeSink(configuration, eventLoopGroup: eventLoopGroup)
+        let sink = try sink ?? Self.makeSink(configuration, eventLoopGroup: eventLoopGroup, statistics: statistics, logger: logger)
         shutdown = ShutdownCoordinator(timeout: configuration.shutdownTimeout, eventLoop: eventLoopGroup.next())
         registry = ConnectionRegistry(maxConnections: configuration.maxConnections)
         buffer = EventBuffer(capacity: configuration.bufferSize, timerLoop: eventLoopGroup.next())
@@ -58,13 +58,16 @@ public final class ForwarderApplication: Sendable {
         serviceGroup = ServiceGroup(configuration: groupConfiguration)
     }
 
-    static func makeSink(_ configuration: ForwarderConfiguration, eventLoopGroup: any EventLoopGroup) throws -> any EventSink {
+    static func makeSink(
+        _ configuration: ForwarderConfiguration, eventLoopGroup: any EventLoopGroup, statistics: ForwarderStatistics, logger: Logger
+    ) throws -> any EventSink {
         switch configuration.outputType {
         case .stdout:
             return JSONLinesSink(fileDescriptor: 1, eventLoop: eventLoopGroup.next())
         case .hec:
-            throw ConfigurationError.invalid(
-                "-output-type hec is not implemented in this version yet; use -output-type stdout")
+            return try HECSink(
+                settings: configuration.hec, token: configuration.hecToken ?? "", eventLoopGroup: eventLoopGroup,
+                statistics: statistics, logger: logger.with(component: "hec"))
         }
     }
 

@@ -1,0 +1,52 @@
+/// Settings of the Splunk HEC output.
+public struct HECSettings: Equatable, Sendable {
+    public var endpoint: HECEndpoint?
+    public var gzip = true
+    public var maxBatchBytes = 1 << 20
+    public var requestTimeout: Duration = .seconds(30)
+    public var connectTimeout: Duration = .seconds(5)
+    public var retryInitialDelay: Duration = .seconds(1)
+    public var retryMaxDelay: Duration = .seconds(60)
+    public var caFile: String?
+    public var insecureSkipVerify = false
+    public var sourcetype = "dnstap"
+    public var source = "dnstap-forwarder"
+    /// nil: the machine's hostname.
+    public var host: String?
+    /// nil: the token's default index.
+    public var index: String?
+    /// Consecutive failed requests after which the circuit opens and HEC's health endpoint is
+    /// probed until it answers healthy.
+    public var circuitBreakerThreshold = 5
+
+    public init() {}
+}
+
+/// The HEC URLs: where events are posted, and the health endpoint.
+public struct HECEndpoint: Equatable, Sendable {
+    /// scheme://host[:port]
+    public let base: String
+    /// The events path: as given, or /services/collector/event for a bare host.
+    public let eventPath: String
+
+    public var eventURL: String { base + eventPath }
+    public var healthURL: String { base + "/services/collector/health" }
+
+    public init(_ url: String) throws {
+        let trimmed = url.trimmingSpaces()
+        guard let schemeEnd = trimmed.range(of: "://"),
+            ["http", "https"].contains(trimmed[..<schemeEnd.lowerBound].lowercased())
+        else {
+            throw ConfigurationError.invalidValue(.hecURL, url, "expected an http:// or https:// URL")
+        }
+        let rest = trimmed[schemeEnd.upperBound...]
+        let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
+        guard authorityEnd > rest.startIndex else {
+            throw ConfigurationError.invalidValue(.hecURL, url, "the URL has no host")
+        }
+        base = String(trimmed[..<authorityEnd])
+        var path = String(rest[authorityEnd...])
+        while path.hasSuffix("/") { path.removeLast() }
+        eventPath = path.isEmpty ? "/services/collector/event" : path
+    }
+}

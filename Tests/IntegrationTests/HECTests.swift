@@ -1,0 +1,179 @@
+import DnstapForwarder
+import DnstapForwarderTesting
+import Foundation
+import NIOCore
+import Testing
+
+/// The HEC output against an in-process HEC that checks the protocol and can fail on cue.
+@Suite("Splunk HEC output", .serialized)
+struct HECTests {
+    /// A forwarder sending to `server`, with millisecond backoffs so failure runs finish quickly.
+    static func configure(_ server: HECTestServer, _ more: @escaping (inout ForwarderConfiguration) -> Void = { _ in })
+        -> (inout ForwarderConfiguration) -> Void
+    {
+        return { config in
+            config.outputType = .hec
+            config.hecToken = server.token
+            config.hecURL = server.url
+            config.hec.endpoint = try! HECEndpoint(server.url)
+            config.hec.retryInitialDelay = .milliseconds(10)
+            config.hec.retryMaxDelay = .milliseconds(100)
+            config.hec.requestTimeout = .seconds(2)
+            config.batchSize = 50
+            more(&config)
+        }
+    }
+
+    /// Sends `count` messages (CQ/CR pairs) on one connection and ends the stream cleanly.
+    static func send(_ count: Int, to forwarder: RunningForwarder, prefix: String = "h") async throws -> Set<String> {
+        let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+        #expect(try await client.handshake() == .accept)
+        var payloads: [[UInt8]] = []
+        var names = Set<String>()
+        for index in 0..<(count / 2) {
+            let name = "\(prefix)\(index).hec.test"
+            names.insert(name)
+            payloads += DnstapBuilder.pair(name: name, id: UInt16(truncatingIfNeeded: index))
+        }
+        try await client.sendData(payloads)
+        #expect(try await client.stop() == .finish)
+        return names
+    }
+
+    static func queriesOf(_ server: HECTestServer) -> [String] { queries(server.events) }
+
+    @Test("fstrm_replay → forwarder → HEC: every event arrives once, gzip, strict envelopes")
+    func clean() async throws {
+        let server = try await HECTestServer()
+        let replay = try tool("fstrm_replay")
+        let directory = try TemporaryDirectory()
+        let (capture, names) = try FstrmReplayTests.capture(in: directory)
+        let (_, summary) = try await withForwarder(Self.configure(server), sink: nil) { forwarder in
+            let result = try await run(replay, ["-t", "protobuf:dnstap.Dnstap", "-u", forwarder.unixPath!, "-r", capture])
+            #expect(result.status == 0, "\(result.output)")
+            try await within(60, "events at HEC") { await server.waitForEvents(FstrmReplayTests.messageCount) }
+            return ()
+        }
+        await server.stop()
+        #expect(server.violations.isEmpty, "\(server.violations.prefix(3))")
+        #expect(server.events.count == FstrmReplayTests.messageCount)
+        #expect(Set(Self.queriesOf(server)) == names)
+        #expect(summary.eventsOut == FstrmReplayTests.messageCount)
+        #expect(summary.undelivered == 0)
+    }
+
+    @Test("a run of 503s, a dropped connection and a 429 with Retry-After: retried until delivered")
+    func transientFailures() async throws {
+        let server = try await HECTestServer()
+        server.script([
+            .respond(status: 503, body: #"{"text":"Server is busy","code":9}"#),
+            .respond(status: 503, body: #"{"text":"Server is busy","code":9}"#),
+            .dropConnection,
+            .respond(status: 429, body: #"{"text":"HEC queue is at capacity","code":26}"#, headers: [("Retry-After", "0")]),
+            .respond(status: 500, body: #"{"text":"Internal server error","code":8}"#),
+            .respond(status: 503, body: #"{"text":"Server is busy","code":9}"#),
+        ])
+        let (retries, summary) = try await withForwarder(Self.configure(server), sink: nil) { forwarder in
+            let names = try await Self.send(200, to: forwarder)
+            try await within(60, "events at HEC") { await server.waitForEvents(200) }
+            #expect(Set(Self.queriesOf(server)) == names)
+            return forwarder.statistics.outputRetries.load(ordering: .relaxed)
+        }
+        await server.stop()
+        #expect(retries >= 6)
+        #expect(server.violations.isEmpty)
+        #expect(server.events.count == 200, "each event once: failed requests stored nothing")
+        #expect(summary.undelivered == 0)
+    }
+
+    @Test("HEC down for a while, then back: nothing lost")
+    func serverDownThenBack() async throws {
+        let first = try await HECTestServer()
+        let port = first.port
+        await first.stop()
+        let recorder = LogRecorder()
+        let placeholder = first
+        let (_, summary) = try await withForwarder(Self.configure(placeholder), sink: nil, logger: recorder.logger()) { forwarder in
+            let names = try await Self.send(100, to: forwarder)
+            try await within(30, "a failed attempt") { await recorder.waitFor("HEC request failed") }
+            let again = try await HECTestServer(port: port)
+            try await within(60, "events at HEC") { await again.waitForEvents(100) }
+            #expect(Set(Self.queriesOf(again)) == names)
+            #expect(again.violations.isEmpty)
+            await again.stop()
+            return ()
+        }
+        #expect(summary.undelivered == 0)
+        #expect(summary.eventsOut == 100)
+    }
+
+    @Test("a 403 keeps the events buffered and is logged plainly; once the token works they are delivered")
+    func forbiddenThenFixed() async throws {
+        let server = try await HECTestServer()
+        server.script(Array(repeating: .respond(status: 403, body: #"{"text":"Invalid token","code":4}"#), count: 4))
+        let recorder = LogRecorder()
+        let (_, summary) = try await withForwarder(Self.configure(server), sink: nil, logger: recorder.logger()) { forwarder in
+            let names = try await Self.send(60, to: forwarder)
+            try await within(60, "events at HEC") { await server.waitForEvents(60) }
+            #expect(Set(Self.queriesOf(server)) == names)
+            return ()
+        }
+        await server.stop()
+        #expect(recorder.lines.contains { $0.contains("HEC refuses the token") })
+        #expect(!recorder.lines.contains { $0.contains(server.token) }, "the token never appears in a log")
+        #expect(summary.undelivered == 0)
+    }
+
+    @Test("400 code 6 names one bad event: it alone is dropped and counted, the rest resent")
+    func invalidEvent() async throws {
+        let server = try await HECTestServer()
+        server.script([.respond(status: 400, body: #"{"text":"Invalid data format","code":6,"invalid-event-number":3}"#)])
+        let (statistics, summary) = try await withForwarder(Self.configure(server), sink: nil) { forwarder in
+            _ = try await Self.send(40, to: forwarder)
+            try await within(60, "events at HEC") { await server.waitForEvents(39) }
+            await forwarder.application.registry.waitUntilActive(atMost: 0)
+            return forwarder.statistics
+        }
+        await server.stop()
+        #expect(server.events.count == 39)
+        #expect(statistics.droppedByReason[.invalidEvent] == 1)
+        #expect(summary.eventsOut + summary.undelivered == 40, "delivered + counted-dropped = received")
+        #expect(summary.exitStatus == 3)
+    }
+
+    @Test("413 splits the batch; another 4xx drops the batch and counts it")
+    func tooLargeAndRejected() async throws {
+        let server = try await HECTestServer()
+        server.script([
+            .respond(status: 413, body: "Request Entity Too Large"),
+            .success,
+            .respond(status: 400, body: #"{"text":"Incorrect index","code":7}"#),
+        ])
+        let (statistics, summary) = try await withForwarder(Self.configure(server, { $0.batchSize = 50 }), sink: nil) { forwarder in
+            _ = try await Self.send(50, to: forwarder)
+            await forwarder.application.registry.waitUntilActive(atMost: 0)
+            try await within(60, "first half at HEC") { await server.waitForEvents(25) }
+            return forwarder.statistics
+        }
+        await server.stop()
+        // 413 → halves of 25: the first half is accepted, the second rejected (code 7).
+        #expect(server.events.count == 25)
+        #expect(statistics.droppedByReason[.rejected] == 25)
+        #expect(summary.eventsOut + summary.undelivered == 50)
+    }
+
+    @Test("a batch over -hec-max-batch-bytes goes out as several requests")
+    func byteLimit() async throws {
+        let server = try await HECTestServer()
+        let (_, summary) = try await withForwarder(
+            Self.configure(server, { $0.hec.maxBatchBytes = 4096; $0.batchSize = 100 }), sink: nil
+        ) { forwarder in
+            _ = try await Self.send(100, to: forwarder)
+            try await within(60, "events at HEC") { await server.waitForEvents(100) }
+            return ()
+        }
+        await server.stop()
+        #expect(server.requests >= 100 * 600 / 4096, "several requests of at most 4 KiB each")
+        #expect(summary.undelivered == 0)
+    }
+}
