@@ -86,3 +86,27 @@ struct ShutdownTests {
         #expect(result.output.contains("/nonexistent-dir/x.sock"))
     }
 }
+
+@Suite("the brief's usage example")
+struct BriefExampleTests {
+    @Test("runs as written: starts, listens, reports the unreachable HEC plainly, stops cleanly on SIGTERM")
+    func usageExample() async throws {
+        let directory = try TemporaryDirectory()
+        // The example's flags exactly; only the socket path comes from the environment, to stay in a temp dir.
+        let forwarder = try WatchedProcess(
+            "/usr/bin/env",
+            [
+                "DNSTAP_UNIX_SOCKET=\(directory.path)/d.sock", "DNSTAP_HEC_CONNECT_TIMEOUT=1s", ShutdownTests.binary,
+                "-max-connections", "200", "-buffer-size", "1000", "-batch-size", "100", "-flush-interval", "1",
+                "-log-level", "info", "-output-type", "hec",
+                "-hec-url", "https://splunk.example.com:8088/services/collector", "-hec-token", "your-token",
+            ])
+        #expect(try await within(30, "listening") { await forwarder.waitFor("listening for dnstap") }, "\(forwarder.text)")
+        #expect(try await within(30, "HEC probe") { await forwarder.waitFor("cannot reach HEC") }, "\(forwarder.text)")
+        forwarder.signal(SIGTERM)
+        let status = try await within(60, "exit") { await forwarder.waitForExit() }
+        #expect(status == 0, "\(forwarder.text)")
+        #expect(forwarder.text.contains("max_connections=200"))
+        #expect(!forwarder.text.contains("your-token"), "the token is never logged")
+    }
+}
