@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "dnstap-forwarder", targets: ["DnstapForwarderCLI"]),
         .library(name: "DnstapForwarder", targets: ["DnstapForwarder"]),
+        .executable(name: "hec-bench-receiver", targets: ["HECBenchReceiver"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -58,6 +59,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // A fast HEC-compatible receiver for scripts/bench.sh (not part of the service).
+        .executableTarget(
+            name: "HECBenchReceiver",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "CompressNIO", package: "compress-nio"),
             ]
         ),
         .testTarget(

@@ -23,13 +23,19 @@ while [ $# -gt 0 ]; do
 done
 scripts/install-test-deps.sh >/dev/null
 swift build -c release --product dnstap-forwarder 2>&1 | tail -1
+swift build -c release --product hec-bench-receiver 2>&1 | tail -1
 forwarder=$(swift build -c release --show-bin-path)/dnstap-forwarder
+hec_receiver=$(swift build -c release --show-bin-path)/hec-bench-receiver
 mkdir -p "$(dirname "$capture")"
 [ -s "$capture" ] || scripts/bench/make-capture.sh "$capture" >/dev/null
 messages=$(( $(python3 scripts/bench/count-frames.py "$capture") * repeat ))
 work=$(mktemp -d /tmp/dtf-bench.XXXXXX)
-receiver_pid=
-cleanup() { [ -n "$receiver_pid" ] && kill "$receiver_pid" 2>/dev/null; rm -rf "$work"; }
+receiver_pid=; hec_pid=
+cleanup() {
+  [ -n "$receiver_pid" ] && kill "$receiver_pid" 2>/dev/null
+  [ -n "$hec_pid" ] && kill "$hec_pid" 2>/dev/null
+  rm -rf "$work"
+}
 trap cleanup EXIT
 replay_args=(); for _ in $(seq "$repeat"); do replay_args+=(-r "$capture"); done
 
@@ -99,3 +105,48 @@ after_replay=$(rss)
 rm -f "$work/hold"; wait "$holder" 2>/dev/null || true
 kill -TERM "$receiver_pid"; wait "$receiver_pid" 2>/dev/null || true; receiver_pid=
 echo "RSS MiB: idle $(mib "$before"), with 500 connections open $(mib "$open500"), after a replay on top $(mib "$after_replay")"
+
+# Splunk HEC: the same replay into the forwarder sending to a local HEC-compatible receiver
+# (hec-bench-receiver: decompresses and counts, answers success), gzip on. The time runs from the
+# replay's start until the receiver has every event.
+hec_flags=(-batch-size 1000 -buffer-size 20000 -hec-max-in-flight 4)
+start_hec_receiver() {
+  "$hec_receiver" "$@" >"$work/hec.out" 2>&1 &
+  hec_pid=$!
+  for _ in $(seq 200); do grep -q "listening port=" "$work/hec.out" 2>/dev/null && break; sleep 0.05; done
+  sed -n 's/listening port=//p' "$work/hec.out"
+}
+hec_rates=()
+for _ in $(seq "$runs"); do
+  port=$(start_hec_receiver --expect "$messages")
+  sock=$work/h.sock; rm -f "$sock"
+  /usr/bin/time -f %M -o "$work/rss" "$forwarder" -unix-socket "$sock" -stats-interval 0 -log-level warn \
+    -output-type hec -hec-url "http://127.0.0.1:$port/services/collector" -hec-token bench "${hec_flags[@]}" >/dev/null 2>"$work/hec-fwd.log" &
+  receiver_pid=$!
+  for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
+  t0=$(date +%s.%N)
+  fstrm_replay -t protobuf:dnstap.Dnstap -u "$sock" "${replay_args[@]}"
+  wait "$hec_pid"; hec_pid=
+  t1=$(date +%s.%N)
+  pkill -TERM -P "$receiver_pid" 2>/dev/null || true
+  wait "$receiver_pid" 2>/dev/null || true; receiver_pid=
+  hec_rates+=("$(awk -v n="$messages" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }') $(tail -1 "$work/rss")")
+done
+rates=$(printf '%s\n' "${hec_rates[@]}" | awk '{print $1}')
+echo "HEC (${hec_flags[*]}): events/s delivered $(echo "$rates" | paste -sd,), median $(echo "$rates" | median); peak RSS $(mib "$(printf '%s\n' "${hec_rates[@]}" | awk '{print $2}' | sort -n | tail -1)") MiB"
+
+# HEC stalled (the receiver never answers): memory must stay bounded by the buffer settings.
+port=$(start_hec_receiver --stall)
+sock=$work/s2.sock; rm -f "$sock"
+"$forwarder" -unix-socket "$sock" -stats-interval 0 -log-level error -shutdown-timeout 1s \
+  -output-type hec -hec-url "http://127.0.0.1:$port/services/collector" -hec-token bench "${hec_flags[@]}" >/dev/null 2>&1 &
+receiver_pid=$!
+for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
+fstrm_replay -t protobuf:dnstap.Dnstap -u "$sock" "${replay_args[@]}" 2>/dev/null &
+replay_pid=$!
+samples=()
+for _ in 1 2 3 4 5 6; do sleep 1; samples+=("$(mib "$(rss)")"); done
+kill "$replay_pid" 2>/dev/null || true; wait "$replay_pid" 2>/dev/null || true
+kill -TERM "$receiver_pid"; wait "$receiver_pid" 2>/dev/null || true; receiver_pid=
+kill "$hec_pid" 2>/dev/null || true; wait "$hec_pid" 2>/dev/null || true; hec_pid=
+echo "HEC stalled: RSS MiB each second while the replay pushes: ${samples[*]} (buffer ${hec_flags[*]})"

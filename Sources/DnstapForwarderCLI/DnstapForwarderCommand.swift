@@ -37,6 +37,8 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
     @Option(name: names(.hecConnectTimeout), help: help(.hecConnectTimeout)) var hecConnectTimeout: String?
     @Option(name: names(.hecRetryInitialDelay), help: help(.hecRetryInitialDelay)) var hecRetryInitialDelay: String?
     @Option(name: names(.hecRetryMaxDelay), help: help(.hecRetryMaxDelay)) var hecRetryMaxDelay: String?
+    @Option(name: names(.hecMaxInFlight), help: help(.hecMaxInFlight)) var hecMaxInFlight: String?
+    @Option(name: names(.hecDLQPath), help: help(.hecDLQPath)) var hecDLQPath: String?
     @Option(name: names(.hecCAFile), help: help(.hecCAFile)) var hecCAFile: String?
     @Option(name: names(.hecInsecureSkipVerify), help: help(.hecInsecureSkipVerify)) var hecInsecureSkipVerify: String?
     @Option(name: names(.splunkSourcetype), help: help(.splunkSourcetype)) var splunkSourcetype: String?
@@ -67,7 +69,8 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
             (.batchSize, batchSize), (.flushInterval, flushInterval), (.outputType, outputType), (.hecURL, hecURL),
             (.hecToken, hecToken), (.hecTokenFile, hecTokenFile), (.hecGzip, hecGzip), (.hecMaxBatchBytes, hecMaxBatchBytes),
             (.hecRequestTimeout, hecRequestTimeout), (.hecConnectTimeout, hecConnectTimeout),
-            (.hecRetryInitialDelay, hecRetryInitialDelay), (.hecRetryMaxDelay, hecRetryMaxDelay), (.hecCAFile, hecCAFile),
+            (.hecRetryInitialDelay, hecRetryInitialDelay), (.hecRetryMaxDelay, hecRetryMaxDelay), (.hecMaxInFlight, hecMaxInFlight), (.hecDLQPath, hecDLQPath),
+            (.hecCAFile, hecCAFile),
             (.hecInsecureSkipVerify, hecInsecureSkipVerify), (.splunkSourcetype, splunkSourcetype), (.splunkSource, splunkSource),
             (.splunkHost, splunkHost), (.splunkIndex, splunkIndex), (.shutdownTimeout, shutdownTimeout), (.statsInterval, statsInterval),
             (.logLevel, logLevel),

@@ -176,4 +176,27 @@ struct HECTests {
         #expect(server.requests >= 100 * 600 / 4096, "several requests of at most 4 KiB each")
         #expect(summary.undelivered == 0)
     }
+
+    @Test("events HEC rejects for good go to the dead-letter file, with the reason")
+    func deadLetters() async throws {
+        let server = try await HECTestServer()
+        server.script([.respond(status: 400, body: #"{"text":"Incorrect index","code":7}"#)])
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/dlq.jsonl"
+        let (_, summary) = try await withForwarder(
+            Self.configure(server, { $0.hec.deadLetterPath = path; $0.batchSize = 10 }), sink: nil
+        ) { forwarder in
+            _ = try await Self.send(10, to: forwarder)
+            await forwarder.application.registry.waitUntilActive(atMost: 0)
+            return ()
+        }
+        await server.stop()
+        #expect(summary.undelivered == 10)
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 10)
+        let first = try #require(try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])
+        #expect(first["reason"] as? String == "rejected")
+        #expect((first["reply"] as? String)?.contains("code 7") == true)
+        #expect((first["event"] as? [String: Any])?["query"] as? String == "h0.hec.test")
+    }
 }

@@ -163,6 +163,8 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         if config.hec.retryInitialDelay == .zero || config.hec.retryMaxDelay < config.hec.retryInitialDelay {
             throw ConfigurationError.invalid("-hec-retry-initial-delay must be above 0 and at most -hec-retry-max-delay")
         }
+        config.hec.maxInFlight = try ValueParsing.positiveInteger(value(.hecMaxInFlight)!, setting: .hecMaxInFlight, range: 1...64)
+        config.hec.deadLetterPath = given(.hecDLQPath).flatMap { $0.isEmpty ? nil : $0 }
         config.hec.caFile = given(.hecCAFile).flatMap { $0.isEmpty ? nil : $0 }
         config.hec.insecureSkipVerify = try ValueParsing.boolean(value(.hecInsecureSkipVerify)!, setting: .hecInsecureSkipVerify)
         config.hec.sourcetype = value(.splunkSourcetype)!
@@ -223,6 +225,8 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         if outputType == .hec {
             metadata["hec_gzip"] = .stringConvertible(hec.gzip)
             metadata["hec_max_batch_bytes"] = .stringConvertible(hec.maxBatchBytes)
+            metadata["hec_max_in_flight"] = .stringConvertible(hec.maxInFlight)
+            metadata["hec_dlq_path"] = .string(hec.deadLetterPath ?? "off")
             metadata["splunk_sourcetype"] = .string(hec.sourcetype)
             metadata["splunk_source"] = .string(hec.source)
             metadata["splunk_index"] = .string(hec.index ?? "-")

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Appends flat JSON objects to memory it owns, with no intermediate strings.
 ///
 /// The hot path of the service writes every event byte by byte, so the storage is raw memory with
@@ -28,6 +30,14 @@ final class JSONObjectWriter {
 
     func endObject() {
         append(UInt8(ascii: "}"))
+    }
+
+    func newline() { append(UInt8(ascii: "\n")) }
+
+    /// A field whose value is already JSON (an event object).
+    func rawField(_ name: StaticString, json: ByteBuffer) {
+        key(name)
+        json.withUnsafeReadableBytes { append($0) }
     }
 
     // MARK: - Storage

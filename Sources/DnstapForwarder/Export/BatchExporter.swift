@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 
 /// Takes batches from the buffer and writes them to the sink, until the buffer closes and is
 /// drained, or the shutdown bound runs out (then what is left is counted and logged as dropped).
@@ -15,6 +16,7 @@ public final class BatchExporter: Service {
     private let statistics: ForwarderStatistics
     private let shutdown: ShutdownCoordinator
     private let logger: Logger
+    private let failureLog = Mutex(RateLimitedLog(interval: .seconds(10)))
 
     public init(
         buffer: EventBuffer, sink: any EventSink, batchSize: Int, flushInterval: Duration,
@@ -41,39 +43,83 @@ public final class BatchExporter: Service {
         await sink.shutdown()
     }
 
+    /// Takes batches until the buffer is closed and drained, with up to `sink.maxConcurrentWrites`
+    /// writes in flight (one for stdout, so lines stay in order).
     private func exportUntilDrained() async {
         await sink.start()
-        var failureLog = RateLimitedLog(interval: .seconds(10))
-        while let batch = await buffer.nextBatch(maxCount: batchSize, flushInterval: flushInterval) {
-            if shutdown.isPastDeadline {
-                statistics.dropped(batch.count, reason: .shutdownTimeout)
-                buffer.complete(batch.count)
-                let left = buffer.discardQueued()
-                statistics.dropped(left, reason: .shutdownTimeout)
-                logger.error(
-                    "shutdown timeout reached with events undelivered",
-                    metadata: ["undelivered": "\(batch.count + left)"])
-                buffer.close()
-                continue
-            }
-            do {
-                // No write may outlast the shutdown bound, even one that began before the shutdown.
-                let result = try await sink.write(batch, abandon: shutdown.deadlinePassed)
-                statistics.delivered(result.delivered)
-                for (reason, count) in result.dropped { statistics.dropped(count, reason: reason) }
-            } catch SinkError.deadlineExceeded {
-                statistics.dropped(batch.count, reason: .shutdownTimeout)
-                logger.error("output blocked past the shutdown deadline; batch undelivered", metadata: ["events": "\(batch.count)"])
-            } catch {
-                statistics.dropped(batch.count, reason: .outputError)
-                if let suppressed = failureLog.shouldLog() {
+        await withDiscardingTaskGroup { group in
+            let slots = WriteSlots(count: max(1, sink.maxConcurrentWrites))
+            while let batch = await buffer.nextBatch(maxCount: batchSize, flushInterval: flushInterval) {
+                if shutdown.isPastDeadline {
+                    statistics.dropped(batch.count, reason: .shutdownTimeout)
+                    buffer.complete(batch.count)
+                    let left = buffer.discardQueued()
+                    statistics.dropped(left, reason: .shutdownTimeout)
                     logger.error(
-                        "output failed; batch dropped",
-                        metadata: ["error": "\(error)", "events": "\(batch.count)", "suppressed_since_last": "\(suppressed)"])
+                        "shutdown timeout reached with events undelivered",
+                        metadata: ["undelivered": "\(batch.count + left)"])
+                    buffer.close()
+                    continue
+                }
+                await slots.acquire()
+                group.addTask {
+                    await self.deliver(batch)
+                    slots.release()
                 }
             }
-            buffer.complete(batch.count)
         }
+    }
+
+    private func deliver(_ batch: [ForwardedEvent]) async {
+        do {
+            // No write may outlast the shutdown bound, even one that began before the shutdown.
+            let result = try await sink.write(batch, abandon: shutdown.deadlinePassed)
+            statistics.delivered(result.delivered)
+            for (reason, count) in result.dropped { statistics.dropped(count, reason: reason) }
+        } catch SinkError.deadlineExceeded {
+            statistics.dropped(batch.count, reason: .shutdownTimeout)
+            logger.error("output blocked past the shutdown deadline; batch undelivered", metadata: ["events": "\(batch.count)"])
+        } catch {
+            statistics.dropped(batch.count, reason: .outputError)
+            if let suppressed = failureLog.withLock({ $0.shouldLog() }) {
+                logger.error(
+                    "output failed; batch dropped",
+                    metadata: ["error": "\(error)", "events": "\(batch.count)", "suppressed_since_last": "\(suppressed)"])
+            }
+        }
+        buffer.complete(batch.count)
+    }
+}
+
+/// A counting semaphore for the writes in flight (waiters resume in order).
+final class WriteSlots: Sendable {
+    private let state: Mutex<(free: Int, waiters: [CheckedContinuation<Void, Never>])>
+
+    init(count: Int) { state = Mutex((count, [])) }
+
+    func acquire() async {
+        await withCheckedContinuation { continuation in
+            let granted = state.withLock { state -> Bool in
+                if state.free > 0 {
+                    state.free -= 1
+                    return true
+                }
+                state.waiters.append(continuation)
+                return false
+            }
+            if granted { continuation.resume() }
+        }
+    }
+
+    func release() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.waiters.isEmpty {
+                state.free += 1
+                return nil
+            }
+            return state.waiters.removeFirst()
+        }
+        next?.resume()
     }
 }
 

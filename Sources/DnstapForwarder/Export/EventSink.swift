@@ -13,6 +13,8 @@ import Darwin
 /// completes first (the shutdown bound ran out), it stops waiting and throws
 /// `SinkError.deadlineExceeded`; the batch may then be partly written.
 public protocol EventSink: Sendable {
+    /// How many writes may be in flight at once (1: strictly one after the other, in order).
+    var maxConcurrentWrites: Int { get }
     /// Called once before the first write (e.g. to probe the destination and report problems).
     func start() async
     /// Delivers the events, or reports which were dropped and why; throws when none could be.
@@ -21,6 +23,7 @@ public protocol EventSink: Sendable {
 }
 
 extension EventSink {
+    public var maxConcurrentWrites: Int { 1 }
     public func start() async {}
 }
 

@@ -7,6 +7,9 @@ public struct HECSettings: Equatable, Sendable {
     public var connectTimeout: Duration = .seconds(5)
     public var retryInitialDelay: Duration = .seconds(1)
     public var retryMaxDelay: Duration = .seconds(60)
+    public var maxInFlight = 4
+    /// nil: events HEC rejects for good are only counted and logged.
+    public var deadLetterPath: String?
     public var caFile: String?
     public var insecureSkipVerify = false
     public var sourcetype = "dnstap"

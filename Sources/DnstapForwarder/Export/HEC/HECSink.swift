@@ -26,6 +26,9 @@ public final class HECSink: EventSink {
     private let statistics: ForwarderStatistics
     private let logger: Logger
     private let logs = Mutex(Logs())
+    private let deadLetters: DeadLetterFile?
+
+    public var maxConcurrentWrites: Int { settings.maxInFlight }
 
     private struct Logs {
         var failure = RateLimitedLog(interval: .seconds(10))
@@ -43,6 +46,7 @@ public final class HECSink: EventSink {
         self.statistics = statistics
         self.logger = logger
         self.envelopes = HECEnvelopes(settings: settings, host: settings.host ?? Self.hostname())
+        self.deadLetters = try settings.deadLetterPath.map { try DeadLetterFile(path: $0) }
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: TimeAmount(settings.connectTimeout), read: TimeAmount(settings.requestTimeout))
         configuration.connectionPool = .init(idleTimeout: .seconds(60))
@@ -87,6 +91,7 @@ public final class HECSink: EventSink {
                 result.delivered += part.count
             case .invalidEvent(let index, let reason) where index >= 0 && index < part.count:
                 result.drop(1, .invalidEvent)
+                deadLetters?.append(part[(part.startIndex + index)...].prefix(1), reason: .invalidEvent, reply: reason, logger: logger)
                 logger.error(
                     "HEC rejected one event as invalid; dropped it and resending the others",
                     metadata: ["reply": "\(reason)", "event": "\(String(buffer: part[part.startIndex + index].json).prefix(300))"])
@@ -98,9 +103,11 @@ public final class HECSink: EventSink {
                 parts.insert(contentsOf: [part[..<middle], part[middle...]], at: next)
             case .tooLarge:
                 result.drop(1, .tooLarge)
+                deadLetters?.append(part, reason: .tooLarge, reply: "HTTP 413", logger: logger)
                 logger.error("HEC refused an event as too large (413); dropped it", metadata: ["event_bytes": "\(part.first!.json.readableBytes)"])
             case .rejected(let reason), .invalidEvent(_, let reason):
                 result.drop(part.count, .rejected)
+                deadLetters?.append(part, reason: .rejected, reply: reason, logger: logger)
                 logger.error("HEC rejected a request for good; its events are dropped", metadata: ["reply": "\(reason)", "events": "\(part.count)"])
             case .retry, .authenticationFailed:
                 preconditionFailure("send(_:) retries these itself")
