@@ -110,15 +110,16 @@ echo "RSS MiB: idle $(mib "$before"), with 500 connections open $(mib "$open500"
 # (hec-bench-receiver: decompresses and counts, answers success), gzip on. The time runs from the
 # replay's start until the receiver has every event.
 hec_flags=(-batch-size 1000 -buffer-size 20000 -hec-max-in-flight 4)
+# Sets hec_pid and port (not in a subshell, so the pid stays known).
 start_hec_receiver() {
   "$hec_receiver" "$@" >"$work/hec.out" 2>&1 &
   hec_pid=$!
   for _ in $(seq 200); do grep -q "listening port=" "$work/hec.out" 2>/dev/null && break; sleep 0.05; done
-  sed -n 's/listening port=//p' "$work/hec.out"
+  port=$(sed -n 's/listening port=//p' "$work/hec.out")
 }
 hec_rates=()
 for _ in $(seq "$runs"); do
-  port=$(start_hec_receiver --expect "$messages")
+  start_hec_receiver --expect "$messages"
   sock=$work/h.sock; rm -f "$sock"
   /usr/bin/time -f %M -o "$work/rss" "$forwarder" -unix-socket "$sock" -stats-interval 0 -log-level warn \
     -output-type hec -hec-url "http://127.0.0.1:$port/services/collector" -hec-token bench "${hec_flags[@]}" >/dev/null 2>"$work/hec-fwd.log" &
@@ -136,7 +137,7 @@ rates=$(printf '%s\n' "${hec_rates[@]}" | awk '{print $1}')
 echo "HEC (${hec_flags[*]}): events/s delivered $(echo "$rates" | paste -sd,), median $(echo "$rates" | median); peak RSS $(mib "$(printf '%s\n' "${hec_rates[@]}" | awk '{print $2}' | sort -n | tail -1)") MiB"
 
 # HEC stalled (the receiver never answers): memory must stay bounded by the buffer settings.
-port=$(start_hec_receiver --stall)
+start_hec_receiver --stall
 sock=$work/s2.sock; rm -f "$sock"
 "$forwarder" -unix-socket "$sock" -stats-interval 0 -log-level error -shutdown-timeout 1s \
   -output-type hec -hec-url "http://127.0.0.1:$port/services/collector" -hec-token bench "${hec_flags[@]}" >/dev/null 2>&1 &
