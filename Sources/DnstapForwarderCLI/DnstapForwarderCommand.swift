@@ -39,6 +39,9 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
     @Option(name: names(.hecRetryMaxDelay), help: help(.hecRetryMaxDelay)) var hecRetryMaxDelay: String?
     @Option(name: names(.hecMaxInFlight), help: help(.hecMaxInFlight)) var hecMaxInFlight: String?
     @Option(name: names(.hecDLQPath), help: help(.hecDLQPath)) var hecDLQPath: String?
+    @Option(name: names(.hecAck), help: help(.hecAck)) var hecAck: String?
+    @Option(name: names(.hecAckPollInterval), help: help(.hecAckPollInterval)) var hecAckPollInterval: String?
+    @Option(name: names(.hecAckTimeout), help: help(.hecAckTimeout)) var hecAckTimeout: String?
     @Option(name: names(.hecCAFile), help: help(.hecCAFile)) var hecCAFile: String?
     @Option(name: names(.hecInsecureSkipVerify), help: help(.hecInsecureSkipVerify)) var hecInsecureSkipVerify: String?
     @Option(name: names(.splunkSourcetype), help: help(.splunkSourcetype)) var splunkSourcetype: String?
@@ -70,6 +73,7 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
             (.hecToken, hecToken), (.hecTokenFile, hecTokenFile), (.hecGzip, hecGzip), (.hecMaxBatchBytes, hecMaxBatchBytes),
             (.hecRequestTimeout, hecRequestTimeout), (.hecConnectTimeout, hecConnectTimeout),
             (.hecRetryInitialDelay, hecRetryInitialDelay), (.hecRetryMaxDelay, hecRetryMaxDelay), (.hecMaxInFlight, hecMaxInFlight), (.hecDLQPath, hecDLQPath),
+            (.hecAck, hecAck), (.hecAckPollInterval, hecAckPollInterval), (.hecAckTimeout, hecAckTimeout),
             (.hecCAFile, hecCAFile),
             (.hecInsecureSkipVerify, hecInsecureSkipVerify), (.splunkSourcetype, splunkSourcetype), (.splunkSource, splunkSource),
             (.splunkHost, splunkHost), (.splunkIndex, splunkIndex), (.shutdownTimeout, shutdownTimeout), (.statsInterval, statsInterval),

@@ -29,6 +29,10 @@ public final class HECTestServer: Sendable {
         var violations: [String] = []
         var waiters: [(Int, CheckedContinuation<Void, Never>)] = []
         var healthy = true
+        var acks = false
+        var nextAckID = 0
+        var lostAcks = Set<Int>()
+        var ackQueries = 0
     }
 
     public let token: String
@@ -59,6 +63,17 @@ public final class HECTestServer: Sendable {
     public func script(_ behaviors: [Behavior]) { state.withLock { $0.script += behaviors } }
     public func setDefault(_ behavior: Behavior) { state.withLock { $0.defaultBehavior = behavior } }
     public func setHealthy(_ healthy: Bool) { state.withLock { $0.healthy = healthy } }
+
+    /// Indexer acknowledgement on: requests need a channel, successes carry an ackId, and
+    /// `/services/collector/ack` reports them, except the ackIds in `lost`, which stay false forever.
+    public func enableAcknowledgements(losing lost: Set<Int> = []) {
+        state.withLock {
+            $0.acks = true
+            $0.lostAcks = lost
+        }
+    }
+
+    public var ackQueries: Int { state.withLock { $0.ackQueries } }
 
     /// The `event` objects accepted so far, as JSON text, in arrival order.
     public var events: [String] { state.withLock { $0.events } }
@@ -91,6 +106,9 @@ public final class HECTestServer: Sendable {
     }
 
     func handle(head: HTTPRequestHead, body: ByteBuffer) -> Answer {
+        if head.method == .POST && head.uri.hasPrefix("/services/collector/ack") {
+            return answerAckQuery(head: head, body: body)
+        }
         if head.method == .GET && head.uri.hasPrefix("/services/collector/health") {
             let healthy = state.withLock { $0.healthy }
             return healthy
@@ -98,6 +116,10 @@ public final class HECTestServer: Sendable {
                 : .respond(.serviceUnavailable, #"{"text":"HEC is unhealthy, queues are full","code":18}"#, [])
         }
         var problems: [String] = []
+        let acks = state.withLock { $0.acks }
+        if acks && head.headers.first(name: "X-Splunk-Request-Channel") == nil {
+            return .respond(.badRequest, #"{"text":"Data channel is missing","code":10}"#, [])
+        }
         if head.method != .POST { problems.append("method \(head.method)") }
         if !head.uri.hasPrefix("/services/collector") { problems.append("path \(head.uri)") }
         if head.headers.first(name: "Authorization") != "Splunk \(token)" {
@@ -133,9 +155,13 @@ public final class HECTestServer: Sendable {
         let (behavior, ready) = state.withLock { state -> (Behavior, [CheckedContinuation<Void, Never>]) in
             state.requests += 1
             state.violations += problems
-            let behavior = state.script.isEmpty ? state.defaultBehavior : state.script.removeFirst()
+            var behavior = state.script.isEmpty ? state.defaultBehavior : state.script.removeFirst()
             if case .respond(let status, _, _) = behavior, status == 200, problems.isEmpty {
                 state.events += events
+                if state.acks {
+                    behavior = .respond(status: 200, body: #"{"text":"Success","code":0,"ackId":\#(state.nextAckID)}"#)
+                    state.nextAckID += 1
+                }
             }
             let count = state.events.count
             let ready = state.waiters.filter { $0.0 <= count }.map(\.1)
@@ -149,6 +175,21 @@ public final class HECTestServer: Sendable {
         case .hang: return .hang
         case .dropConnection: return .drop
         }
+    }
+
+    private func answerAckQuery(head: HTTPRequestHead, body: ByteBuffer) -> Answer {
+        let text = String(buffer: body)
+        let ids = text.split { !$0.isNumber }.compactMap { Int($0) }
+        let answer = state.withLock { state -> String in
+            state.ackQueries += 1
+            guard state.acks else { return "" }
+            return ids.map { #""\#($0)":\#($0 < state.nextAckID && !state.lostAcks.contains($0))"# }.joined(separator: ",")
+        }
+        if !state.withLock({ $0.acks }) { return .respond(.badRequest, #"{"text":"ACK is disabled","code":14}"#, []) }
+        if head.headers.first(name: "Authorization") != "Splunk \(token)" {
+            return .respond(.forbidden, #"{"text":"Invalid token","code":4}"#, [])
+        }
+        return .respond(.ok, #"{"acks":{\#(answer)}}"#, [])
     }
 
     /// Splits `{…}{…}\n{…}` into the objects' texts (strings and escapes respected).

@@ -199,4 +199,32 @@ struct HECTests {
         #expect((first["reply"] as? String)?.contains("code 7") == true)
         #expect((first["event"] as? [String: Any])?["query"] as? String == "h0.hec.test")
     }
+
+    @Test("indexer acknowledgement: delivered only when acknowledged; a lost ack forces a resend")
+    func acknowledgements() async throws {
+        let server = try await HECTestServer()
+        server.enableAcknowledgements(losing: [0])
+        let (retries, summary) = try await withForwarder(
+            Self.configure(server, {
+                $0.hec.acknowledgements = true
+                $0.hec.ackPollInterval = .milliseconds(20)
+                $0.hec.ackTimeout = .milliseconds(300)
+                $0.batchSize = 20
+                $0.hec.maxInFlight = 1
+            }), sink: nil
+        ) { forwarder in
+            let names = try await Self.send(40, to: forwarder)
+            await forwarder.application.registry.waitUntilActive(atMost: 0)
+            try await within(60, "events at HEC") { await server.waitForEvents(60) }
+            #expect(Set(Self.queriesOf(server)) == names)
+            return forwarder.statistics.outputRetries.load(ordering: .relaxed)
+        }
+        await server.stop()
+        #expect(server.violations.isEmpty)
+        #expect(server.events.count == 60, "the batch whose ack was lost was sent twice (at-least-once)")
+        #expect(server.ackQueries >= 3)
+        #expect(retries >= 1)
+        #expect(summary.eventsOut == 40)
+        #expect(summary.undelivered == 0)
+    }
 }

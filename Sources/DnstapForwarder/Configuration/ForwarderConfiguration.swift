@@ -165,6 +165,12 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         }
         config.hec.maxInFlight = try ValueParsing.positiveInteger(value(.hecMaxInFlight)!, setting: .hecMaxInFlight, range: 1...64)
         config.hec.deadLetterPath = given(.hecDLQPath).flatMap { $0.isEmpty ? nil : $0 }
+        config.hec.acknowledgements = try ValueParsing.boolean(value(.hecAck)!, setting: .hecAck)
+        config.hec.ackPollInterval = try ValueParsing.duration(value(.hecAckPollInterval)!, setting: .hecAckPollInterval)
+        config.hec.ackTimeout = try ValueParsing.duration(value(.hecAckTimeout)!, setting: .hecAckTimeout)
+        if config.hec.ackPollInterval == .zero || config.hec.ackTimeout < config.hec.ackPollInterval {
+            throw ConfigurationError.invalid("-hec-ack-poll-interval must be above 0 and at most -hec-ack-timeout")
+        }
         config.hec.caFile = given(.hecCAFile).flatMap { $0.isEmpty ? nil : $0 }
         config.hec.insecureSkipVerify = try ValueParsing.boolean(value(.hecInsecureSkipVerify)!, setting: .hecInsecureSkipVerify)
         config.hec.sourcetype = value(.splunkSourcetype)!
@@ -227,6 +233,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
             metadata["hec_max_batch_bytes"] = .stringConvertible(hec.maxBatchBytes)
             metadata["hec_max_in_flight"] = .stringConvertible(hec.maxInFlight)
             metadata["hec_dlq_path"] = .string(hec.deadLetterPath ?? "off")
+            metadata["hec_ack"] = .string(hec.acknowledgements ? "on (poll \(hec.ackPollInterval), resend after \(hec.ackTimeout))" : "off")
             metadata["splunk_sourcetype"] = .string(hec.sourcetype)
             metadata["splunk_source"] = .string(hec.source)
             metadata["splunk_index"] = .string(hec.index ?? "-")

@@ -2,8 +2,8 @@ import NIOHTTP1
 
 /// What the forwarder does with a HEC answer (PROTOCOLS.md §3.6).
 enum HECVerdict: Equatable, Sendable {
-    /// 200 code 0 (or 24/25: accepted, HEC near capacity).
-    case delivered
+    /// 200 code 0 (or 24/25: accepted, HEC near capacity); with indexer acknowledgement, the ackId.
+    case delivered(ackID: Int?)
     /// Try the same request again after a backoff (or the server's Retry-After).
     case retry(reason: String, retryAfterSeconds: Int?)
     /// 401/403 (codes 1-4): the token is wrong or disabled. Keep the events, keep probing.
@@ -22,7 +22,7 @@ enum HECVerdict: Equatable, Sendable {
         let retryAfterSeconds = retryAfter.flatMap { Int($0.trimmingSpaces()) }
         switch status.code {
         case 200..<300:
-            return .delivered
+            return .delivered(ackID: reply.ackID)
         case 401, 403:
             return .authenticationFailed(described)
         case 413:

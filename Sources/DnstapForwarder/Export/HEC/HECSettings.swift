@@ -8,6 +8,10 @@ public struct HECSettings: Equatable, Sendable {
     public var retryInitialDelay: Duration = .seconds(1)
     public var retryMaxDelay: Duration = .seconds(60)
     public var maxInFlight = 4
+    /// Indexer acknowledgement: a request counts as delivered only once HEC acknowledges it.
+    public var acknowledgements = false
+    public var ackPollInterval: Duration = .seconds(10)
+    public var ackTimeout: Duration = .seconds(300)
     /// nil: events HEC rejects for good are only counted and logged.
     public var deadLetterPath: String?
     public var caFile: String?

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import CompressNIO
+import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -27,6 +28,8 @@ public final class HECSink: EventSink {
     private let logger: Logger
     private let logs = Mutex(Logs())
     private let deadLetters: DeadLetterFile?
+    /// The indexer-acknowledgement channel of this process (sent on every request when acks are on).
+    let channel = UUID().uuidString.lowercased()
 
     public var maxConcurrentWrites: Int { settings.maxInFlight }
 
@@ -156,6 +159,17 @@ public final class HECSink: EventSink {
                         metadata: ["reply": "\(reason)", "url": "\(endpoint.eventURL)", "attempts": "\(failures)"])
                 }
                 try await pause(backoff(failures, retryAfter: nil), abandon: abandon)
+            case .delivered(let ackID) where settings.acknowledgements:
+                guard let ackID else {
+                    logger.warning("HEC answered without an ackId although -hec-ack is on; counting the batch as delivered")
+                    return verdict
+                }
+                if try await acknowledged(ackID, abandon: abandon) { return verdict }
+                failures += 1
+                statistics.retried()
+                logger.warning(
+                    "no indexer acknowledgement in time; sending the batch again (HEC may index it twice)",
+                    metadata: ["ack_id": "\(ackID)", "timeout": "\(settings.ackTimeout)", "events": "\(part.count)"])
             default:
                 if failures > 0 {
                     logger.info("HEC accepts requests again", metadata: ["failed_attempts": "\(failures)"])
@@ -171,6 +185,7 @@ public final class HECSink: EventSink {
         request.headers.add(name: "Authorization", value: authorization)
         request.headers.add(name: "Content-Type", value: "application/json")
         if settings.gzip { request.headers.add(name: "Content-Encoding", value: "gzip") }
+        if settings.acknowledgements { request.headers.add(name: "X-Splunk-Request-Channel", value: channel) }
         request.body = .bytes(body)
         let response = try await client.execute(request, timeout: TimeAmount(settings.requestTimeout))
         let reply = try await response.body.collect(upTo: 64 * 1024)
@@ -202,6 +217,43 @@ public final class HECSink: EventSink {
                 return
             }
         }
+    }
+
+    // MARK: - Indexer acknowledgement
+
+    /// Polls `/services/collector/ack` for `ackID` until HEC reports it indexed (true), or the ack
+    /// timeout passes (false: the caller sends the batch again).
+    private func acknowledged(_ ackID: Int, abandon: EventLoopFuture<Void>) async throws -> Bool {
+        let deadline = ContinuousClock.now + settings.ackTimeout
+        while ContinuousClock.now < deadline {
+            try await pause(settings.ackPollInterval, abandon: abandon)
+            var request = HTTPClientRequest(url: endpoint.base + "/services/collector/ack?channel=" + channel)
+            request.method = .POST
+            request.headers.add(name: "Authorization", value: authorization)
+            request.headers.add(name: "X-Splunk-Request-Channel", value: channel)
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: #"{"acks":[\#(ackID)]}"#))
+            let query = request
+            do {
+                let response = try await race(abandon) { [client, settings] in
+                    let request = query
+                    let response = try await client.execute(request, timeout: TimeAmount(settings.requestTimeout))
+                    return (response.status, String(buffer: try await response.body.collect(upTo: 64 * 1024)))
+                }
+                if response.0 == .ok, response.1.range(of: #""\#(ackID)"\s*:\s*true"#, options: .regularExpression) != nil {
+                    return true
+                }
+                if response.0 == .badRequest, HECReply(response.1).code == 14 {
+                    logger.error("HEC says acknowledgement is disabled for this token (code 14): turn off -hec-ack; counting the batch as delivered")
+                    return true
+                }
+            } catch SinkError.deadlineExceeded {
+                throw SinkError.deadlineExceeded
+            } catch {
+                logFailure("HEC acknowledgement query failed; will ask again", reason: Self.describe(error), failures: 1)
+            }
+        }
+        return false
     }
 
     // MARK: - Health
