@@ -39,6 +39,9 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
     @Option(name: names(.hecRetryMaxDelay), help: help(.hecRetryMaxDelay)) var hecRetryMaxDelay: String?
     @Option(name: names(.hecMaxInFlight), help: help(.hecMaxInFlight)) var hecMaxInFlight: String?
     @Option(name: names(.hecDLQPath), help: help(.hecDLQPath)) var hecDLQPath: String?
+    @Option(name: names(.hecPersistentBuf), help: help(.hecPersistentBuf)) var hecPersistentBuf: String?
+    @Option(name: names(.hecBufPath), help: help(.hecBufPath)) var hecBufPath: String?
+    @Option(name: names(.hecBufMaxSize), help: help(.hecBufMaxSize)) var hecBufMaxSize: String?
     @Option(name: names(.hecAck), help: help(.hecAck)) var hecAck: String?
     @Option(name: names(.hecAckPollInterval), help: help(.hecAckPollInterval)) var hecAckPollInterval: String?
     @Option(name: names(.hecAckTimeout), help: help(.hecAckTimeout)) var hecAckTimeout: String?
@@ -72,7 +75,8 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
             (.batchSize, batchSize), (.flushInterval, flushInterval), (.outputType, outputType), (.hecURL, hecURL),
             (.hecToken, hecToken), (.hecTokenFile, hecTokenFile), (.hecGzip, hecGzip), (.hecMaxBatchBytes, hecMaxBatchBytes),
             (.hecRequestTimeout, hecRequestTimeout), (.hecConnectTimeout, hecConnectTimeout),
-            (.hecRetryInitialDelay, hecRetryInitialDelay), (.hecRetryMaxDelay, hecRetryMaxDelay), (.hecMaxInFlight, hecMaxInFlight), (.hecDLQPath, hecDLQPath),
+            (.hecRetryInitialDelay, hecRetryInitialDelay), (.hecRetryMaxDelay, hecRetryMaxDelay), (.hecMaxInFlight, hecMaxInFlight), (.hecDLQPath, hecDLQPath), (.hecPersistentBuf, hecPersistentBuf),
+            (.hecBufPath, hecBufPath), (.hecBufMaxSize, hecBufMaxSize),
             (.hecAck, hecAck), (.hecAckPollInterval, hecAckPollInterval), (.hecAckTimeout, hecAckTimeout),
             (.hecCAFile, hecCAFile),
             (.hecInsecureSkipVerify, hecInsecureSkipVerify), (.splunkSourcetype, splunkSourcetype), (.splunkSource, splunkSource),

@@ -165,6 +165,10 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         }
         config.hec.maxInFlight = try ValueParsing.positiveInteger(value(.hecMaxInFlight)!, setting: .hecMaxInFlight, range: 1...64)
         config.hec.deadLetterPath = given(.hecDLQPath).flatMap { $0.isEmpty ? nil : $0 }
+        if try ValueParsing.boolean(value(.hecPersistentBuf)!, setting: .hecPersistentBuf) {
+            config.hec.spoolPath = value(.hecBufPath)!
+        }
+        config.hec.spoolMaxBytes = try ValueParsing.byteSize(value(.hecBufMaxSize)!, setting: .hecBufMaxSize)
         config.hec.acknowledgements = try ValueParsing.boolean(value(.hecAck)!, setting: .hecAck)
         config.hec.ackPollInterval = try ValueParsing.duration(value(.hecAckPollInterval)!, setting: .hecAckPollInterval)
         config.hec.ackTimeout = try ValueParsing.duration(value(.hecAckTimeout)!, setting: .hecAckTimeout)
@@ -233,6 +237,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
             metadata["hec_max_batch_bytes"] = .stringConvertible(hec.maxBatchBytes)
             metadata["hec_max_in_flight"] = .stringConvertible(hec.maxInFlight)
             metadata["hec_dlq_path"] = .string(hec.deadLetterPath ?? "off")
+            metadata["hec_persistent_buf"] = .string(hec.spoolPath.map { "\($0) (max \(hec.spoolMaxBytes) bytes)" } ?? "off")
             metadata["hec_ack"] = .string(hec.acknowledgements ? "on (poll \(hec.ackPollInterval), resend after \(hec.ackTimeout))" : "off")
             metadata["splunk_sourcetype"] = .string(hec.sourcetype)
             metadata["splunk_source"] = .string(hec.source)

@@ -21,7 +21,9 @@ enum ValueParsing {
     /// "1048576", "512K", "256KiB", "1M", "1MiB" (K and M are binary, as in the Frame Streams docs).
     static func byteSize(_ text: String, setting: Setting) throws -> Int {
         let trimmed = text.trimmingSpaces()
-        let units: [(suffix: String, scale: Int)] = [("KiB", 1024), ("MiB", 1 << 20), ("K", 1024), ("M", 1 << 20), ("B", 1)]
+        let units: [(suffix: String, scale: Int)] = [
+            ("KiB", 1024), ("MiB", 1 << 20), ("GiB", 1 << 30), ("K", 1024), ("M", 1 << 20), ("G", 1 << 30), ("B", 1),
+        ]
         var number = Substring(trimmed)
         var scale = 1
         for unit in units where trimmed.hasSuffix(unit.suffix) {
@@ -29,7 +31,7 @@ enum ValueParsing {
             scale = unit.scale
             break
         }
-        guard let value = Int(number), value > 0, value <= Int(UInt32.max) / scale else {
+        guard let value = Int(number), value > 0, value <= (1 << 40) / scale else {
             throw ConfigurationError.invalidValue(setting, text, "expected a size in bytes such as 1048576, 256KiB or 1MiB")
         }
         return value * scale

@@ -33,7 +33,11 @@ public final class BatchExporter: Service {
 
     public func run() async throws {
         await withGracefulShutdownHandler {
-            await exportUntilDrained()
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.sink.run() }
+                await exportUntilDrained()
+                sink.finish()
+            }
         } onGracefulShutdown: { [buffer] in
             buffer.close()
         }

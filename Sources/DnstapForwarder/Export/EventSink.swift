@@ -17,6 +17,10 @@ public protocol EventSink: Sendable {
     var maxConcurrentWrites: Int { get }
     /// Called once before the first write (e.g. to probe the destination and report problems).
     func start() async
+    /// Background work of the sink (a spool's drainer), run beside the exporter until `finish()`.
+    func run() async
+    /// No more writes will come: `run()` should end once its work is done.
+    func finish()
     /// Delivers the events, or reports which were dropped and why; throws when none could be.
     func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws -> SinkResult
     func shutdown() async
@@ -25,14 +29,20 @@ public protocol EventSink: Sendable {
 extension EventSink {
     public var maxConcurrentWrites: Int { 1 }
     public func start() async {}
+    public func run() async {}
+    public func finish() {}
 }
 
-/// What became of a batch: delivered, or dropped by reason.
+/// What became of a batch: delivered, taken into a durable spool (`accepted`), or dropped by reason.
 public struct SinkResult: Sendable, Equatable {
     public var delivered = 0
+    public var accepted = 0
     public var dropped: [DropReason: Int] = [:]
 
-    public init(delivered: Int = 0) { self.delivered = delivered }
+    public init(delivered: Int = 0, accepted: Int = 0) {
+        self.delivered = delivered
+        self.accepted = accepted
+    }
 
     public mutating func drop(_ count: Int, _ reason: DropReason) { dropped[reason, default: 0] += count }
 }

@@ -30,6 +30,8 @@ public final class ForwarderStatistics: Sendable {
     public let eventsQueued = Atomic<Int>(0)
     public let eventsOut = Atomic<Int>(0)
     public let outputRetries = Atomic<Int>(0)
+    private let spooledEvents = Atomic<Int>(0)
+    private let spoolPendingSource = Mutex<(@Sendable () -> Int)?>(nil)
     private let closed = Mutex<[CloseReason: Int]>([:])
     private let dropped = Mutex<[DropReason: Int]>([:])
 
@@ -93,6 +95,12 @@ public final class ForwarderStatistics: Sendable {
         eventsOut.add(count, ordering: .relaxed)
         metricEventsOut.increment(by: count)
     }
+
+    func spooled(_ count: Int) { spooledEvents.add(count, ordering: .relaxed) }
+    public var spooledTotal: Int { spooledEvents.load(ordering: .relaxed) }
+    func setSpoolPending(_ source: @escaping @Sendable () -> Int) { spoolPendingSource.withLock { $0 = source } }
+    /// Events waiting in the durable spool (0 without one).
+    public var spoolPending: Int { spoolPendingSource.withLock { $0 }?() ?? 0 }
 
     func retried() {
         outputRetries.add(1, ordering: .relaxed)

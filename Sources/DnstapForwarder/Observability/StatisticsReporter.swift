@@ -41,6 +41,7 @@ public struct StatisticsReporter: Service {
             "events_queued": "\(statistics.eventsQueued.load(ordering: .relaxed))",
             "events_out": "\(statistics.eventsOut.load(ordering: .relaxed))",
             "output_retries": "\(statistics.outputRetries.load(ordering: .relaxed))",
+            "spool_pending": "\(statistics.spoolPending)",
             "dropped": "\(Self.list(DropReason.allCases, dropped))",
             "buffer_fill": "\(buffer.fill)/\(buffer.capacity)",
         ]

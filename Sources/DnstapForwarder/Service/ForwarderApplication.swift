@@ -28,8 +28,8 @@ public final class ForwarderApplication: Sendable {
     ) throws {
         self.configuration = configuration
         self.logger = logger
-        let sink = try sink ?? Self.makeSink(configuration, eventLoopGroup: eventLoopGroup, statistics: statistics, logger: logger)
         shutdown = ShutdownCoordinator(timeout: configuration.shutdownTimeout, eventLoop: eventLoopGroup.next())
+        let sink = try sink ?? Self.makeSink(configuration, eventLoopGroup: eventLoopGroup, statistics: statistics, shutdown: shutdown, logger: logger)
         registry = ConnectionRegistry(maxConnections: configuration.maxConnections)
         buffer = EventBuffer(capacity: configuration.bufferSize, timerLoop: eventLoopGroup.next())
         exporter = BatchExporter(
@@ -59,15 +59,19 @@ public final class ForwarderApplication: Sendable {
     }
 
     static func makeSink(
-        _ configuration: ForwarderConfiguration, eventLoopGroup: any EventLoopGroup, statistics: ForwarderStatistics, logger: Logger
+        _ configuration: ForwarderConfiguration, eventLoopGroup: any EventLoopGroup, statistics: ForwarderStatistics,
+        shutdown: ShutdownCoordinator, logger: Logger
     ) throws -> any EventSink {
         switch configuration.outputType {
         case .stdout:
             return JSONLinesSink(fileDescriptor: 1, eventLoop: eventLoopGroup.next())
         case .hec:
-            return try HECSink(
+            let hec = try HECSink(
                 settings: configuration.hec, token: configuration.hecToken ?? "", eventLoopGroup: eventLoopGroup,
                 statistics: statistics, logger: logger.with(component: "hec"))
+            guard let spoolPath = configuration.hec.spoolPath else { return hec }
+            let spool = try Spool(directory: spoolPath, maxBytes: configuration.hec.spoolMaxBytes, logger: logger.with(component: "spool"))
+            return SpoolingSink(spool: spool, downstream: hec, statistics: statistics, shutdown: shutdown, logger: logger.with(component: "spool"))
         }
     }
 
@@ -84,6 +88,7 @@ public final class ForwarderApplication: Sendable {
         let summary = RunSummary(statistics: statistics, failure: failure)
         var metadata = reporter.metadata()
         metadata["undelivered"] = "\(summary.undelivered)"
+        if summary.spoolPending > 0 { metadata["left_in_spool"] = "\(summary.spoolPending)" }
         if let failure {
             metadata["error"] = "\(failure)"
             logger.error("stopped: the service failed", metadata: metadata)
@@ -104,11 +109,14 @@ public final class ForwarderApplication: Sendable {
 public struct RunSummary: Sendable {
     public var eventsOut: Int
     public var undelivered: Int
+    /// Events safe in the durable spool, to be sent at the next start (not lost).
+    public var spoolPending: Int
     public var failure: String?
 
     init(statistics: ForwarderStatistics, failure: (any Error)?) {
         eventsOut = statistics.eventsOut.load(ordering: .relaxed)
         undelivered = statistics.droppedTotal
+        spoolPending = statistics.spoolPending
         self.failure = failure.map { "\($0)" }
     }
 

@@ -8,6 +8,9 @@ public struct HECSettings: Equatable, Sendable {
     public var retryInitialDelay: Duration = .seconds(1)
     public var retryMaxDelay: Duration = .seconds(60)
     public var maxInFlight = 4
+    /// The durable buffer's directory (nil: events waiting for HEC live only in memory).
+    public var spoolPath: String?
+    public var spoolMaxBytes = 1 << 30
     /// Indexer acknowledgement: a request counts as delivered only once HEC acknowledges it.
     public var acknowledgements = false
     public var ackPollInterval: Duration = .seconds(10)
