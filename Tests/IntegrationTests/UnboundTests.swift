@@ -19,43 +19,15 @@ struct UnboundTests {
 
         """
 
-    static func config(directory: String, port: Int, socket: String) -> String {
-        """
-        server:
-          verbosity: 1
-          interface: 127.0.0.1@\(port)
-          port: \(port)
-          do-ip6: no
-          do-daemonize: no
-          use-syslog: no
-          logfile: ""
-          chroot: ""
-          username: ""
-          directory: "\(directory)"
-          pidfile: "\(directory)/unbound.pid"
-          access-control: 127.0.0.0/8 allow
-          num-threads: 1
-          module-config: "iterator"
-          auto-trust-anchor-file: ""
-          local-zone: "test." nodefault
-        auth-zone:
-          name: "fwd.test."
-          zonefile: "\(directory)/fwd.test.zone"
-          for-downstream: yes
-          for-upstream: yes
-          fallback-enabled: no
-        remote-control:
-          control-enable: no
-        dnstap:
-          dnstap-enable: yes
-          dnstap-socket-path: "\(socket)"
-          dnstap-send-identity: yes
-          dnstap-send-version: yes
-          dnstap-identity: "test-unbound"
-          dnstap-log-client-query-messages: yes
-          dnstap-log-client-response-messages: yes
-
-        """
+    /// config/unbound-loopback.conf.template, filled in.
+    static func config(directory: String, port: Int, socket: String) throws -> String {
+        let template = try String(
+            contentsOf: packageRoot.appendingPathComponent("config/unbound-loopback.conf.template"), encoding: .utf8)
+        let values = [
+            "{{PORT}}": "\(port)", "{{DIRECTORY}}": directory, "{{ZONE}}": "fwd.test",
+            "{{ZONEFILE}}": directory + "/fwd.test.zone", "{{SOCKET}}": socket, "{{IDENTITY}}": "test-unbound",
+        ]
+        return values.reduce(template) { text, pair in text.replacingOccurrences(of: pair.key, with: pair.value) }
     }
 
     @Test("the events' query names, types and rcodes are what dig asked")

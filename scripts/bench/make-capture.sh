@@ -23,41 +23,9 @@ awk 'BEGIN {
     printf "www%d IN CNAME host%d\ncdn%d IN CNAME www%d\n", i, i, i, i } }' > "$work/bench.test.zone"
 awk 'BEGIN { for (i = 0; i < 2000; i++) printf "host%d.bench.test A\nhost%d.bench.test AAAA\nwww%d.bench.test A\ncdn%d.bench.test AAAA\n", i, i, i, i
   print "nx.bench.test A" }' > "$work/queries.txt"
-cat > "$work/unbound.conf" <<CONF
-server:
-  verbosity: 1
-  interface: 127.0.0.1@$port
-  port: $port
-  do-ip6: no
-  do-daemonize: no
-  use-syslog: no
-  logfile: ""
-  chroot: ""
-  username: ""
-  directory: "$work"
-  pidfile: "$work/unbound.pid"
-  access-control: 127.0.0.0/8 allow
-  num-threads: 1
-  module-config: "iterator"
-  auto-trust-anchor-file: ""
-  local-zone: "test." nodefault
-auth-zone:
-  name: "bench.test."
-  zonefile: "$work/bench.test.zone"
-  for-downstream: yes
-  for-upstream: yes
-  fallback-enabled: no
-remote-control:
-  control-enable: no
-dnstap:
-  dnstap-enable: yes
-  dnstap-socket-path: "$work/tap.sock"
-  dnstap-send-identity: yes
-  dnstap-send-version: yes
-  dnstap-identity: "bench-unbound"
-  dnstap-log-client-query-messages: yes
-  dnstap-log-client-response-messages: yes
-CONF
+sed -e "s|{{PORT}}|$port|g" -e "s|{{DIRECTORY}}|$work|g" -e "s|{{ZONE}}|bench.test|g" \
+    -e "s|{{ZONEFILE}}|$work/bench.test.zone|g" -e "s|{{SOCKET}}|$work/tap.sock|g" -e "s|{{IDENTITY}}|bench-unbound|g" \
+    "$(dirname "$0")/../../config/unbound-loopback.conf.template" > "$work/unbound.conf"
 fstrm_capture -t protobuf:dnstap.Dnstap -u "$work/tap.sock" -w "$out.partial" 2>"$work/capture.log" &
 capture_pid=$!
 for _ in $(seq 100); do [ -S "$work/tap.sock" ] && break; sleep 0.1; done
