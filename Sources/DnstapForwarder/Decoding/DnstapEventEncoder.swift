@@ -17,9 +17,6 @@ public struct DnstapEventEncoder {
         pending.reserveCapacity(256)
     }
 
-    /// Events appended since the last `takeEvents()`.
-    public var pendingCount: Int { pending.count }
-
     /// Decodes one dnstap frame and appends its event. A DNS message that does not parse still
     /// gives an event (with `dns_parse_error`); a protobuf that does not decode gives none.
     public mutating func append(frame: ByteBuffer, receivedAtMicros: Int64) throws(DnstapDecodeError) {

@@ -162,17 +162,6 @@ final class JSONObjectWriter {
         append(UInt8(ascii: "]"))
     }
 
-    /// An array of integers.
-    func field<Integer: BinaryInteger>(_ name: StaticString, integers values: [Integer]) {
-        key(name)
-        append(UInt8(ascii: "["))
-        for (index, value) in values.enumerated() {
-            if index > 0 { append(UInt8(ascii: ",")) }
-            writeInteger(value)
-        }
-        append(UInt8(ascii: "]"))
-    }
-
     // MARK: - Scalars
 
     private func writeInteger<Integer: BinaryInteger>(_ value: Integer) {
