@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// An in-process Splunk HEC for tests. It checks the protocol strictly (POST, `Authorization:
@@ -40,15 +41,31 @@ public final class HECTestServer: Sendable {
     private let channel: Mutex<(any Channel)?> = Mutex(nil)
     public let port: Int
 
-    /// Starts on 127.0.0.1 (port 0: an ephemeral one).
-    public init(token: String = "test-token", port: Int = 0) async throws {
+    public let scheme: String
+
+    /// Starts on 127.0.0.1 (port 0: an ephemeral one); with `certificate` and `privateKey` (PEM
+    /// files), it serves HTTPS.
+    public init(token: String = "test-token", port: Int = 0, certificate: String? = nil, privateKey: String? = nil) async throws {
         self.token = token
         let box = ServerBox()
+        var tls: NIOSSLContext?
+        if let certificate, let privateKey {
+            let configuration = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: privateKey, format: .pem)))
+            tls = try NIOSSLContext(configuration: configuration)
+        }
+        scheme = tls == nil ? "http" : "https"
+        let context = tls
         let bound = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(RequestHandler(server: box))
+                channel.eventLoop.makeCompletedFuture {
+                    if let context {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+                    }
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(RequestHandler(server: box))
                 }
             }
             .bind(host: "127.0.0.1", port: port).get()
@@ -57,7 +74,7 @@ public final class HECTestServer: Sendable {
         box.server.withLock { $0 = self }
     }
 
-    public var url: String { "http://127.0.0.1:\(port)/services/collector" }
+    public var url: String { "\(scheme)://127.0.0.1:\(port)/services/collector" }
 
     /// Answers the next requests with these behaviors, in order; then `defaultBehavior`.
     public func script(_ behaviors: [Behavior]) { state.withLock { $0.script += behaviors } }

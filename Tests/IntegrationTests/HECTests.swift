@@ -227,4 +227,53 @@ struct HECTests {
         #expect(summary.eventsOut == 40)
         #expect(summary.undelivered == 0)
     }
+
+    /// A self-signed certificate for 127.0.0.1, made with openssl for this test.
+    static func certificate(in directory: TemporaryDirectory) async throws -> (certificate: String, key: String) {
+        let certificate = directory.path + "/hec.pem", key = directory.path + "/hec.key"
+        let made = try await run(try tool("openssl"), [
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        ])
+        #expect(made.status == 0, "\(made.output)")
+        return (certificate, key)
+    }
+
+    @Test("TLS: verified against -hec-ca-file; an unknown CA is reported as a TLS problem and retried; skipping verification works and warns")
+    func tls() async throws {
+        let directory = try TemporaryDirectory()
+        let (certificate, key) = try await Self.certificate(in: directory)
+        let server = try await HECTestServer(certificate: certificate, privateKey: key)
+        #expect(server.url.hasPrefix("https://"))
+
+        let (_, trusted) = try await withForwarder(Self.configure(server, { $0.hec.caFile = certificate }), sink: nil) { forwarder in
+            _ = try await Self.send(20, to: forwarder)
+            try await within(60, "events over TLS") { await server.waitForEvents(20) }
+            return ()
+        }
+        #expect(trusted.undelivered == 0)
+
+        let recorder = LogRecorder()
+        let (_, untrusted) = try await withForwarder(
+            Self.configure(server, { $0.shutdownTimeout = .seconds(1) }), sink: nil, logger: recorder.logger()
+        ) { forwarder in
+            _ = try await Self.send(20, to: forwarder, prefix: "untrusted")
+            try await within(30, "the TLS failure") { await recorder.waitFor("TLS") }
+            return ()
+        }
+        #expect(recorder.lines.contains { $0.contains("cannot reach HEC") && $0.contains("TLS") }, "the start probe names TLS")
+        #expect(server.events.count == 20, "nothing was sent to a server that failed verification")
+        #expect(untrusted.undelivered == 20, "kept and retried until the shutdown bound, then counted")
+
+        let insecure = LogRecorder()
+        _ = try await withForwarder(Self.configure(server, { $0.hec.insecureSkipVerify = true }), sink: nil, logger: insecure.logger()) {
+            forwarder in
+            _ = try await Self.send(20, to: forwarder, prefix: "insecure")
+            try await within(60, "events without verification") { await server.waitForEvents(40) }
+            return ()
+        }
+        await server.stop()
+        #expect(insecure.lines.contains { $0.contains("verification is OFF") })
+        #expect(server.violations.isEmpty)
+    }
 }
