@@ -47,7 +47,7 @@ struct FstrmReplayTests {
         let directory = try TemporaryDirectory()
         let (capture, names) = try Self.capture(in: directory)
         let replay = try tool("fstrm_replay")
-        let (lines, _) = try await withForwarder({ $0.tcpListen = ("127.0.0.1", 0) }) { forwarder in
+        let (lines, _) = try await withForwarder({ $0.tcpListen = HostPort(host: "127.0.0.1", port: 0) }) { forwarder in
             let port = forwarder.tcpAddress!.port!
             let result = try await run(replay, ["-t", "protobuf:dnstap.Dnstap", "-a", "127.0.0.1", "-p", "\(port)", "-r", capture])
             #expect(result.status == 0, "fstrm_replay: \(result.output)")

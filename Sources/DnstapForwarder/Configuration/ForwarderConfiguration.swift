@@ -28,6 +28,17 @@ public enum ListenAddress: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
+/// A TCP address to listen on.
+public struct HostPort: Equatable, Sendable {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+}
+
 public enum OutputType: String, Equatable, Sendable {
     case stdout
     case hec
@@ -38,7 +49,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
     public var unixSocketPath: String?
     public var unixSocketMode: UInt16 = 0o660
     public var unixSocketGroup: String?
-    public var tcpListen: (host: String, port: Int)?
+    public var tcpListen: HostPort?
     /// The connection cap; `maxConnectionsIsAuto` says whether it was derived from the buffer size.
     public var maxConnections: Int = 500
     public var maxConnectionsIsAuto = true
@@ -59,18 +70,6 @@ public struct ForwarderConfiguration: Equatable, Sendable {
     public var logLevel: Logger.Level = .info
 
     public init() {}
-
-    public static func == (lhs: Self, rhs: Self) -> Bool {
-        lhs.listenAddresses == rhs.listenAddresses && lhs.unixSocketMode == rhs.unixSocketMode
-            && lhs.unixSocketGroup == rhs.unixSocketGroup && lhs.maxConnections == rhs.maxConnections
-            && lhs.maxConnectionsIsAuto == rhs.maxConnectionsIsAuto && lhs.maxFrameSize == rhs.maxFrameSize
-            && lhs.handshakeTimeout == rhs.handshakeTimeout && lhs.idleTimeout == rhs.idleTimeout
-            && lhs.bufferSize == rhs.bufferSize && lhs.batchSize == rhs.batchSize
-            && lhs.flushInterval == rhs.flushInterval && lhs.outputType == rhs.outputType
-            && lhs.hecURL == rhs.hecURL && lhs.hecToken == rhs.hecToken && lhs.hec == rhs.hec
-            && lhs.shutdownTimeout == rhs.shutdownTimeout && lhs.statsInterval == rhs.statsInterval
-            && lhs.logLevel == rhs.logLevel
-    }
 
     public var listenAddresses: [ListenAddress] {
         var addresses: [ListenAddress] = []
@@ -109,8 +108,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         config.unixSocketMode = try ValueParsing.fileMode(value(.unixSocketMode)!, setting: .unixSocketMode)
         config.unixSocketGroup = given(.unixSocketGroup).flatMap { $0.isEmpty ? nil : $0 }
         if let tcp = given(.tcpListen), !tcp.isEmpty {
-            let parsed = try ValueParsing.hostPort(tcp, setting: .tcpListen)
-            config.tcpListen = parsed
+            config.tcpListen = try ValueParsing.hostPort(tcp, setting: .tcpListen)
         }
         guard !config.listenAddresses.isEmpty else {
             throw ConfigurationError.invalid("nothing to listen on: give -unix-socket PATH and/or -tcp-listen HOST:PORT")

@@ -60,7 +60,7 @@ enum ValueParsing {
     }
 
     /// "127.0.0.1:6000", "[::1]:6000", "localhost:6000", ":6000" (all addresses).
-    static func hostPort(_ text: String, setting: Setting) throws -> (host: String, port: Int) {
+    static func hostPort(_ text: String, setting: Setting) throws -> HostPort {
         let trimmed = text.trimmingSpaces()
         let host: String
         let portText: Substring
@@ -81,7 +81,7 @@ enum ValueParsing {
         guard let port = Int(portText), (0...65535).contains(port), !host.isEmpty else {
             throw ConfigurationError.invalidValue(setting, text, "expected HOST:PORT with a port from 0 to 65535")
         }
-        return (host, port)
+        return HostPort(host: host, port: port)
     }
 }
 
