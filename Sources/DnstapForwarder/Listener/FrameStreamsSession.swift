@@ -31,33 +31,37 @@ struct FrameStreamsSession {
     /// Processes one read.
     mutating func receive(_ bytes: ByteBuffer) -> Outcome {
         record.noteActivity(bytes: bytes.readableBytes)
-        var outcome = Outcome()
-        do {
-            try processor.process(buffer: bytes) { frame in
-                if outcome.end == nil { handle(frame, into: &outcome) }
-            }
-        } catch {
-            outcome.end = outcome.end ?? (.protocolError, describe(error))
+        return decodeFrames(bytes: bytes.readableBytes, errorReason: .protocolError) { processor, handle in
+            try processor.process(buffer: bytes, handle)
         }
-        statistics.received(frames: outcome.frames.count, bytes: bytes.readableBytes)
-        return outcome
     }
 
-    /// The peer closed its side: finish whatever whole frames are buffered.
+    /// The peer closed its side: finish whatever whole frames are buffered. A partial frame at EOF
+    /// is a normal end (the whole frames before it were kept), not a protocol error.
     mutating func endOfInput() -> Outcome {
-        var outcome = Outcome()
-        do {
-            try processor.finishProcessing(seenEOF: true) { frame in
-                if outcome.end == nil { handle(frame, into: &outcome) }
-            }
-        } catch {
-            // A partial frame at EOF: the whole frames before it were kept.
-            outcome.end = outcome.end ?? (.peerClosed, describe(error))
+        var outcome = decodeFrames(bytes: 0, errorReason: .peerClosed) { processor, handle in
+            try processor.finishProcessing(seenEOF: true, handle)
         }
-        statistics.received(frames: outcome.frames.count, bytes: 0)
         if outcome.end == nil {
             outcome.end = (machine.endOfInput(), machine.isHandshakeComplete ? nil : "closed before the handshake completed")
         }
+        return outcome
+    }
+
+    /// Runs the decoder over what `feed` gives it, handling frames until the stream ends.
+    private mutating func decodeFrames(
+        bytes: Int, errorReason: CloseReason,
+        _ feed: (NIOSingleStepByteToMessageProcessor<FrameStreamsDecoder>, (FrameStreamsFrame) throws -> Void) throws -> Void
+    ) -> Outcome {
+        var outcome = Outcome()
+        do {
+            try feed(processor) { frame in
+                if outcome.end == nil { handle(frame, into: &outcome) }
+            }
+        } catch {
+            outcome.end = outcome.end ?? (errorReason, describe(error))
+        }
+        statistics.received(frames: outcome.frames.count, bytes: bytes)
         return outcome
     }
 
