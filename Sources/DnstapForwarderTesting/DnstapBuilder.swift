@@ -50,4 +50,16 @@ public enum DnstapBuilder {
                 response: DNSWireBuilder.response(id: id, name: name, answers: [.a(name, address)])),
         ]
     }
+
+    /// `count` messages: CLIENT_QUERY/CLIENT_RESPONSE pairs for the names `<prefix><i><suffix>`.
+    public static func pairs(_ count: Int, prefix: String, suffix: String) -> (payloads: [[UInt8]], names: Set<String>) {
+        var payloads: [[UInt8]] = []
+        var names = Set<String>()
+        for index in 0..<(count / 2) {
+            let name = "\(prefix)\(index)\(suffix)"
+            names.insert(name)
+            payloads += pair(name: name, id: UInt16(truncatingIfNeeded: index))
+        }
+        return (payloads, names)
+    }
 }

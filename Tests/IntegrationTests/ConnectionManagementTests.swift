@@ -130,9 +130,7 @@ struct ConnectionManagementTests {
         _ = try await withForwarder({ $0.bufferSize = 50; $0.batchSize = 10; $0.maxConnections = 10 }, sink: sink) { forwarder in
             let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
             #expect(try await client.handshake() == .accept)
-            var payloads: [[UInt8]] = []
-            for index in 0..<(total / 2) { payloads += DnstapBuilder.pair(name: "bp\(index).test", id: UInt16(index)) }
-            try await client.sendData(payloads)
+            try await client.sendData(DnstapBuilder.pairs(total, prefix: "bp", suffix: ".test").payloads)
             try await within(30, "the sink to be called") { await sink.waitUntilWriteStarted() }
             #expect(forwarder.application.buffer.fill <= 50, "the buffer never holds more than its size")
             sink.release()
@@ -154,9 +152,7 @@ struct ShutdownBoundTests {
             forwarder in
             let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
             #expect(try await client.handshake() == .accept)
-            var payloads: [[UInt8]] = []
-            for index in 0..<25 { payloads += DnstapBuilder.pair(name: "b\(index).test", id: UInt16(index)) }
-            try await client.sendData(payloads)
+            try await client.sendData(DnstapBuilder.pairs(50, prefix: "b", suffix: ".test").payloads)
             #expect(try await client.stop() == .finish)
             try await within(30, "the output to be called") { await sink.waitUntilWriteStarted() }
             return ()

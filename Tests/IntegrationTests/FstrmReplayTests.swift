@@ -11,13 +11,7 @@ struct FstrmReplayTests {
 
     /// A capture made by this project: CQ/CR pairs for distinct names, in a Frame Streams file.
     static func capture(in directory: TemporaryDirectory) throws -> (path: String, names: Set<String>) {
-        var payloads: [[UInt8]] = []
-        var names = Set<String>()
-        for index in 0..<(messageCount / 2) {
-            let name = "host\(index).replay.test"
-            names.insert(name)
-            payloads += DnstapBuilder.pair(name: name, id: UInt16(truncatingIfNeeded: index))
-        }
+        let (payloads, names) = DnstapBuilder.pairs(messageCount, prefix: "host", suffix: ".replay.test")
         let path = directory.path + "/capture.fstrm"
         try Data(FrameStreamsFile.file(payloads: payloads)).write(to: URL(fileURLWithPath: path))
         return (path, names)

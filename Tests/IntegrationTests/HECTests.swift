@@ -28,13 +28,7 @@ struct HECTests {
     static func send(_ count: Int, to forwarder: RunningForwarder, prefix: String = "h") async throws -> Set<String> {
         let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
         #expect(try await client.handshake() == .accept)
-        var payloads: [[UInt8]] = []
-        var names = Set<String>()
-        for index in 0..<(count / 2) {
-            let name = "\(prefix)\(index).hec.test"
-            names.insert(name)
-            payloads += DnstapBuilder.pair(name: name, id: UInt16(truncatingIfNeeded: index))
-        }
+        let (payloads, names) = DnstapBuilder.pairs(count, prefix: prefix, suffix: ".hec.test")
         try await client.sendData(payloads)
         #expect(try await client.stop() == .finish)
         return names

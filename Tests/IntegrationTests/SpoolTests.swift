@@ -42,12 +42,7 @@ struct SpoolTests {
         let replay = try tool("fstrm_replay")
         let directory = try TemporaryDirectory()
         let spool = directory.path + "/spool"
-        var payloads: [[UInt8]] = []
-        var names = Set<String>()
-        for index in 0..<100 {
-            names.insert("k\(index).spool.test")
-            payloads += DnstapBuilder.pair(name: "k\(index).spool.test", id: UInt16(index))
-        }
+        let (payloads, names) = DnstapBuilder.pairs(200, prefix: "k", suffix: ".spool.test")
         let capture = directory.path + "/k.fstrm"
         try Data(FrameStreamsFile.file(payloads: payloads)).write(to: URL(fileURLWithPath: capture))
         let server = try await HECTestServer()
