@@ -61,6 +61,7 @@ struct FrameStreamsSession {
         } catch {
             outcome.end = outcome.end ?? (errorReason, describe(error))
         }
+        record.frames.add(outcome.frames.count, ordering: .relaxed)
         statistics.received(frames: outcome.frames.count, bytes: bytes)
         return outcome
     }
@@ -71,7 +72,6 @@ struct FrameStreamsSession {
         case .sendAccept:
             outcome.reply = .accept
         case .deliver(let payload):
-            record.frames.add(1, ordering: .relaxed)
             outcome.frames.append(payload)
         case .skippedOversized(let length):
             record.decodeErrors.add(1, ordering: .relaxed)
