@@ -53,6 +53,11 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
     @Option(name: names(.splunkIndex), help: help(.splunkIndex)) var splunkIndex: String?
     @Option(name: names(.shutdownTimeout), help: help(.shutdownTimeout)) var shutdownTimeout: String?
     @Option(name: names(.statsInterval), help: help(.statsInterval)) var statsInterval: String?
+    @Option(name: names(.adminListen), help: help(.adminListen)) var adminListen: String?
+    @Option(name: names(.adminClientTTL), help: help(.adminClientTTL)) var adminClientTTL: String?
+    @Option(name: names(.resolutionMapSize), help: help(.resolutionMapSize)) var resolutionMapSize: String?
+    @Option(name: names(.resolutionTTLMin), help: help(.resolutionTTLMin)) var resolutionTTLMin: String?
+    @Option(name: names(.resolutionTTLMax), help: help(.resolutionTTLMax)) var resolutionTTLMax: String?
     @Option(name: names(.logLevel), help: help(.logLevel)) var logLevel: String?
 
     static func names(_ setting: Setting) -> NameSpecification {
@@ -81,6 +86,8 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
             (.hecCAFile, hecCAFile),
             (.hecInsecureSkipVerify, hecInsecureSkipVerify), (.splunkSourcetype, splunkSourcetype), (.splunkSource, splunkSource),
             (.splunkHost, splunkHost), (.splunkIndex, splunkIndex), (.shutdownTimeout, shutdownTimeout), (.statsInterval, statsInterval),
+            (.adminListen, adminListen), (.adminClientTTL, adminClientTTL), (.resolutionMapSize, resolutionMapSize),
+            (.resolutionTTLMin, resolutionTTLMin), (.resolutionTTLMax, resolutionTTLMax),
             (.logLevel, logLevel),
         ]
         return Dictionary(uniqueKeysWithValues: given.compactMap { setting, value in value.map { (setting, $0) } })

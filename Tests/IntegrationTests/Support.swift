@@ -41,6 +41,7 @@ func withForwarder<Result: Sendable>(
     configuration.unixSocketPath = directory.path + "/dnstap.sock"
     configuration.flushInterval = .milliseconds(20)
     configuration.statsInterval = nil
+    configuration.adminListen = HostPort(host: "127.0.0.1", port: 0)
     configure(&configuration)
     var quiet = Logger(label: "test")
     quiet.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .debug

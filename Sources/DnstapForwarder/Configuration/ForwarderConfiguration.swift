@@ -68,6 +68,10 @@ public struct ForwarderConfiguration: Equatable, Sendable {
     /// nil: statistics are logged only at exit.
     public var statsInterval: Duration? = .seconds(60)
     public var logLevel: Logger.Level = .info
+    /// nil: no admin API.
+    public var adminListen: HostPort? = HostPort(host: "127.0.0.1", port: 9180)
+    public var activity = ConnectionActivityTracker.Settings()
+    public var resolutionMap = ResolutionMapSettings()
 
     public init() {}
 
@@ -192,6 +196,19 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         let stats = try ValueParsing.duration(value(.statsInterval)!, setting: .statsInterval)
         config.statsInterval = stats == .zero ? nil : stats
         config.logLevel = try parseLogLevel(value(.logLevel)!)
+        let admin = value(.adminListen)!.trimmingSpaces()
+        config.adminListen = admin.isEmpty ? nil : try ValueParsing.hostPort(admin, setting: .adminListen)
+        config.activity.clientTTL = try ValueParsing.duration(value(.adminClientTTL)!, setting: .adminClientTTL)
+        if config.activity.clientTTL < .seconds(1) {
+            throw ConfigurationError.invalidValue(.adminClientTTL, value(.adminClientTTL)!, "must be at least 1s")
+        }
+        let mapSize = value(.resolutionMapSize)!.trimmingSpaces()
+        config.resolutionMap.capacity = mapSize == "0" ? 0 : try ValueParsing.positiveInteger(mapSize, setting: .resolutionMapSize, range: 1...50_000_000)
+        config.resolutionMap.ttlFloor = try ValueParsing.duration(value(.resolutionTTLMin)!, setting: .resolutionTTLMin)
+        config.resolutionMap.ttlCeiling = try ValueParsing.duration(value(.resolutionTTLMax)!, setting: .resolutionTTLMax)
+        if config.resolutionMap.ttlCeiling < config.resolutionMap.ttlFloor || config.resolutionMap.ttlCeiling == .zero {
+            throw ConfigurationError.invalid("-resolution-ttl-max must be above 0 and at least -resolution-ttl-min")
+        }
         return config
     }
 
@@ -223,6 +240,8 @@ public struct ForwarderConfiguration: Equatable, Sendable {
             "shutdown_timeout": .stringConvertible(shutdownTimeout),
             "stats_interval": .string(statsInterval.map { "\($0)" } ?? "off"),
             "log_level": .string(logLevel.rawValue),
+            "admin_listen": .string(adminListen.map { $0.host.contains(":") ? "[\($0.host)]:\($0.port)" : "\($0.host):\($0.port)" } ?? "off"),
+            "resolution_map": .string(resolutionMap.capacity == 0 ? "off" : "\(resolutionMap.capacity) addresses, ttl \(resolutionMap.ttlFloor)..\(resolutionMap.ttlCeiling)"),
         ]
         if unixSocketPath != nil {
             metadata["unix_socket_mode"] = .string("0" + String(unixSocketMode, radix: 8))

@@ -42,6 +42,11 @@ public enum Setting: String, CaseIterable, Sendable {
     case shutdownTimeout = "shutdown-timeout"
     case statsInterval = "stats-interval"
     case logLevel = "log-level"
+    case adminListen = "admin-listen"
+    case adminClientTTL = "admin-client-ttl"
+    case resolutionMapSize = "resolution-map-size"
+    case resolutionTTLMin = "resolution-ttl-min"
+    case resolutionTTLMax = "resolution-ttl-max"
 
     /// The flag name without dashes.
     public var flag: String { rawValue }
@@ -111,6 +116,11 @@ public enum Setting: String, CaseIterable, Sendable {
         case .shutdownTimeout: return "30s"
         case .statsInterval: return "60s"
         case .logLevel: return "info"
+        case .adminListen: return "127.0.0.1:9180"
+        case .adminClientTTL: return "2m"
+        case .resolutionMapSize: return "100000"
+        case .resolutionTTLMin: return "60s"
+        case .resolutionTTLMax: return "24h"
         }
     }
 
@@ -169,6 +179,11 @@ public enum Setting: String, CaseIterable, Sendable {
         case .shutdownTimeout: return "Bound on draining and flushing at SIGINT/SIGTERM."
         case .statsInterval: return "How often statistics are logged (0: only at exit)."
         case .logLevel: return "debug, info, warn or error. Logs go to stderr."
+        case .adminListen: return "Admin API address, HOST:PORT (/healthz, /readyz, /metrics, /stats, /v1/resolve, /v1/connections); empty: off."
+        case .adminClientTTL: return "A /v1/connections client that has not fetched for this long is forgotten with its pending deltas."
+        case .resolutionMapSize: return "Addresses the DNS resolution map holds; past it the least recently seen is evicted (0: map off)."
+        case .resolutionTTLMin: return "Shortest time an address stays mapped, whatever its TTL."
+        case .resolutionTTLMax: return "Longest time an address stays mapped, whatever its TTL."
         }
     }
 

@@ -10,9 +10,14 @@ public struct DnstapEventEncoder {
     private var writer: JSONObjectWriter
     private var pending: [(start: Int, end: Int, time: Int64)] = []
     private let allocator: ByteBufferAllocator
+    private let collectResolutions: Bool
+    private var resolutions = ResolutionCollector()
 
-    public init(allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+    /// - Parameter collectResolutions: also gather the address facts of responses (for the
+    ///   resolution map), taken with `takeResolutions()`.
+    public init(allocator: ByteBufferAllocator = ByteBufferAllocator(), collectResolutions: Bool = false) {
         self.allocator = allocator
+        self.collectResolutions = collectResolutions
         self.writer = JSONObjectWriter(capacity: 4096)
         pending.reserveCapacity(256)
     }
@@ -28,7 +33,9 @@ public struct DnstapEventEncoder {
         }
         let start = writer.count
         writer.beginObject()
-        let time = DnstapEventFields.write(dnstap, receivedAtMicros: receivedAtMicros, into: writer)
+        let time = DnstapEventFields.write(
+            dnstap, receivedAtMicros: receivedAtMicros, into: writer, resolutions: &resolutions,
+            collectResolutions: collectResolutions)
         writer.endObject()
         pending.append((start, writer.count, time))
     }
@@ -45,4 +52,16 @@ public struct DnstapEventEncoder {
         writer.removeAll()
         return events
     }
+
+    /// The address facts gathered since the last call, and the count of answer addresses ignored.
+    public mutating func takeResolutions() -> ResolutionCollector {
+        defer { resolutions = ResolutionCollector() }
+        return resolutions
+    }
+}
+
+/// Address facts gathered from the responses of one read.
+public struct ResolutionCollector: Sendable {
+    public var observations: [ResolutionObservation] = []
+    public var ignored = 0
 }

@@ -4,8 +4,12 @@ import SwiftProtobuf
 /// The mapping from a dnstap message to the event's fields (README, "Output schema").
 /// Names follow Splunk CIM's Network Resolution model where one fits.
 enum DnstapEventFields {
-    /// Writes the fields of one event; returns the event's time in microseconds.
-    static func write(_ dnstap: Dnstap_Dnstap, receivedAtMicros: Int64, into json: JSONObjectWriter) -> Int64 {
+    /// Writes the fields of one event; returns the event's time in microseconds. With
+    /// `collectResolutions`, the address facts of a client/resolver/forwarder response go to it.
+    static func write(
+        _ dnstap: Dnstap_Dnstap, receivedAtMicros: Int64, into json: JSONObjectWriter,
+        resolutions: inout ResolutionCollector, collectResolutions: Bool
+    ) -> Int64 {
         let message = dnstap.message
         let messageType = dnstap.hasMessage ? MessageTypeInfo(message) : nil
         let queryTime = message.hasQueryTimeSec ? micros(message.queryTimeSec, message.queryTimeNsec) : nil
@@ -56,6 +60,10 @@ enum DnstapEventFields {
         if let wire {
             let dns = wire.withUnsafeBytes { DNSMessage(parsing: $0) }
             DNSEventFields.write(dns, size: wire.count, into: json)
+            if collectResolutions, messageType?.feedsResolutionMap == true, message.hasResponseMessage {
+                resolutions.ignored += ResolutionExtractor.extract(
+                    from: dns, seenAtMicros: responseTime ?? receivedAtMicros, into: &resolutions.observations)
+            }
         }
         return eventTime
     }
@@ -134,15 +142,19 @@ struct MessageTypeInfo {
     let name: String
     /// true for *_QUERY, false for *_RESPONSE, nil when unknown.
     let isQuery: Bool?
+    /// CLIENT_, RESOLVER_ and FORWARDER_RESPONSE: the responses the resolution map learns from.
+    let feedsResolutionMap: Bool
 
     init(_ message: Dnstap_Message) {
         if message.hasType {
             let raw = message.type.rawValue
             name = Self.names[raw - 1]
             isQuery = raw % 2 == 1
+            feedsResolutionMap = raw == 4 || raw == 6 || raw == 8
         } else {
             name = "UNKNOWN(\(DnstapEventFields.unknownEnum(message.unknownFields, field: 1)))"
             isQuery = nil
+            feedsResolutionMap = false
         }
     }
 

@@ -24,10 +24,19 @@ public protocol EventSink: Sendable {
     /// Delivers the events, or reports which were dropped and why; throws when none could be.
     func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws -> SinkResult
     func shutdown() async
+    /// Whether the output takes events now (for `/readyz`), with the reason when not.
+    var readiness: OutputReadiness { get }
+}
+
+/// Whether an output is taking events.
+public enum OutputReadiness: Sendable, Equatable {
+    case ready
+    case notReady(String)
 }
 
 extension EventSink {
     public var maxConcurrentWrites: Int { 1 }
+    public var readiness: OutputReadiness { .ready }
     public func start() async {}
     public func run() async {}
     public func finish() {}

@@ -17,6 +17,8 @@ public final class ConnectionRecord: Sendable {
     public let id: UInt64
     public let peer: String
     public let transport: ConnectionTransport
+    /// The peer's IP address (TCP only).
+    public let peerAddress: String?
     /// Wall-clock start, microseconds since the epoch.
     public let startedAtMicros: Int64
     public let startedAt: NIODeadline
@@ -33,6 +35,7 @@ public final class ConnectionRecord: Sendable {
         self.id = id
         self.peer = peer
         self.transport = transport
+        self.peerAddress = transport == .tcp ? channel.remoteAddress?.ipAddress : nil
         self.channel = channel
         self.startedAt = now
         self.startedAtMicros = WallClock.nowMicros()
@@ -40,6 +43,8 @@ public final class ConnectionRecord: Sendable {
     }
 
     public var lastActivity: NIODeadline { .uptimeNanoseconds(UInt64(lastActivityNanos.load(ordering: .relaxed))) }
+    /// Wall-clock time of the last byte received, microseconds since the epoch.
+    public var lastActivityMicros: Int64 { startedAtMicros + (lastActivity - startedAt).nanoseconds / 1000 }
     public var isHandshakeComplete: Bool { handshakeDone.load(ordering: .relaxed) }
     /// Whether the connection is parked because the buffer is full (not idle: held back by us).
     public var isWaitingForRoom: Bool { waitingForRoom.load(ordering: .relaxed) }
@@ -72,8 +77,12 @@ public final class ConnectionRegistry: Sendable {
     private let records = Mutex<[UInt64: ConnectionRecord]>([:])
     private let drainWaiters = Mutex<[(atMost: Int, continuation: CheckedContinuation<Void, Never>)]>([])
 
-    public init(maxConnections: Int) {
+    /// Told of every connection that closes (for `/v1/connections`).
+    private let activity: ConnectionActivityTracker?
+
+    public init(maxConnections: Int, activity: ConnectionActivityTracker? = nil) {
         self.maxConnections = maxConnections
+        self.activity = activity
     }
 
     public var active: Int { activeCount.load(ordering: .relaxed) }
@@ -102,9 +111,12 @@ public final class ConnectionRegistry: Sendable {
     }
 
     /// Forgets a connection and frees its slot.
-    func close(_ record: ConnectionRecord) {
+    func close(_ record: ConnectionRecord, reason: CloseReason) {
         let removed = records.withLock { $0.removeValue(forKey: record.id) }
-        if removed != nil { releaseReservation() }
+        if removed != nil {
+            releaseReservation()
+            activity?.connectionClosed(ConnectionSnapshot(record, closedReason: reason))
+        }
         let open = active
         let ready = drainWaiters.withLock { waiters in
             let ready = waiters.filter { open <= $0.atMost }.map(\.continuation)
@@ -131,8 +143,8 @@ public final class ConnectionRegistry: Sendable {
     }
 }
 
-enum WallClock {
-    static func nowMicros() -> Int64 {
+public enum WallClock {
+    public static func nowMicros() -> Int64 {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
         return Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1000

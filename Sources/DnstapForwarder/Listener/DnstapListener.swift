@@ -42,6 +42,7 @@ public final class DnstapListener: Service {
     private let registry: ConnectionRegistry
     private let buffer: EventBuffer
     private let statistics: ForwarderStatistics
+    private let resolutionMap: ResolutionMap?
     private let shutdown: ShutdownCoordinator
     private let group: any EventLoopGroup
     private let logger: Logger
@@ -57,12 +58,14 @@ public final class DnstapListener: Service {
 
     public init(
         settings: Settings, registry: ConnectionRegistry, buffer: EventBuffer, statistics: ForwarderStatistics,
+        resolutionMap: ResolutionMap? = nil,
         shutdown: ShutdownCoordinator, group: any EventLoopGroup, logger: Logger
     ) {
         self.settings = settings
         self.registry = registry
         self.buffer = buffer
         self.statistics = statistics
+        self.resolutionMap = resolutionMap
         self.shutdown = shutdown
         self.group = group
         self.logger = logger
@@ -79,6 +82,11 @@ public final class DnstapListener: Service {
             }
             if let result { continuation.resume(with: result) }
         }
+    }
+
+    /// Whether every listener is bound and accepting (false before binding and once shutting down).
+    public var isListening: Bool {
+        !shutdown.isShuttingDown && bound.withLock { $0.addresses != nil && $0.servers.allSatisfy(\.isActive) }
     }
 
     public func run() async throws {
@@ -249,7 +257,7 @@ public final class DnstapListener: Service {
         logger[metadataKey: "peer"] = "\(record.peer)"
         logger.info("connection opened", metadata: ["transport": "\(record.transport.rawValue)", "active": "\(registry.active)"])
         var session = FrameStreamsSession(record: record, maxFrameSize: settings.maxFrameSize, statistics: statistics, logger: logger)
-        let lanes = EventEncodingLanes(record: record, statistics: statistics, logger: logger)
+        let lanes = EventEncodingLanes(record: record, statistics: statistics, resolutionMap: resolutionMap, logger: logger)
         var end: (reason: CloseReason, detail: String?) = (.peerClosed, nil)
         var settled = false
         // Counts the close and frees the slot. Done before FINISH is written, so a sender that
@@ -259,7 +267,7 @@ public final class DnstapListener: Service {
             settled = true
             if let requested = record.closeRequest { end = (requested, end.detail) }
             statistics.closed(end.reason)
-            registry.close(record)
+            registry.close(record, reason: end.reason)
         }
         do {
             try await channel.executeThenClose { inbound, _ in

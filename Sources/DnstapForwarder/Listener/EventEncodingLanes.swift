@@ -13,9 +13,9 @@ struct EventEncodingLanes {
     private let inline: EncodingLane
     private let helper: EncodingLane
 
-    init(record: ConnectionRecord, statistics: ForwarderStatistics, logger: Logger) {
-        inline = EncodingLane(record: record, statistics: statistics, logger: logger)
-        helper = EncodingLane(record: record, statistics: statistics, logger: logger)
+    init(record: ConnectionRecord, statistics: ForwarderStatistics, resolutionMap: ResolutionMap?, logger: Logger) {
+        inline = EncodingLane(record: record, statistics: statistics, resolutionMap: resolutionMap, logger: logger)
+        helper = EncodingLane(record: record, statistics: statistics, resolutionMap: resolutionMap, logger: logger)
     }
 
     func encode(_ frames: [ByteBuffer]) async -> [ForwardedEvent] {
@@ -27,21 +27,25 @@ struct EventEncodingLanes {
     }
 }
 
-/// An encoder with its own scratch memory and decode-error log.
+/// An encoder with its own scratch memory and decode-error log. It hands the address facts of
+/// the responses it encoded to the resolution map once per call, outside any per-frame work.
 ///
 /// Unchecked Sendable: `EventEncodingLanes` hands each lane to exactly one task at a time (the
 /// helper lane to the child task, which it joins before using the lane again), so its mutable
 /// state is never touched concurrently.
 final class EncodingLane: @unchecked Sendable {
-    private var encoder = DnstapEventEncoder()
+    private var encoder: DnstapEventEncoder
     private var decodeErrorLog = RateLimitedLog(interval: .seconds(10))
     private let record: ConnectionRecord
     private let statistics: ForwarderStatistics
+    private let resolutionMap: ResolutionMap?
     private let logger: Logger
 
-    init(record: ConnectionRecord, statistics: ForwarderStatistics, logger: Logger) {
+    init(record: ConnectionRecord, statistics: ForwarderStatistics, resolutionMap: ResolutionMap?, logger: Logger) {
         self.record = record
         self.statistics = statistics
+        self.resolutionMap = resolutionMap?.isEnabled == true ? resolutionMap : nil
+        self.encoder = DnstapEventEncoder(collectResolutions: self.resolutionMap != nil)
         self.logger = logger
     }
 
@@ -59,6 +63,11 @@ final class EncodingLane: @unchecked Sendable {
                         metadata: ["error": "\(error)", "frame_bytes": "\(frame.readableBytes)", "suppressed_since_last": "\(suppressed)"])
                 }
             }
+        }
+        if let resolutionMap {
+            let resolutions = encoder.takeResolutions()
+            resolutionMap.record(resolutions.observations)
+            resolutionMap.noteIgnored(resolutions.ignored)
         }
         return encoder.takeEvents()
     }

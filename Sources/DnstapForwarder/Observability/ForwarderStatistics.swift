@@ -35,25 +35,35 @@ public final class ForwarderStatistics: Sendable {
     private let closed = Mutex<[CloseReason: Int]>([:])
     private let dropped = Mutex<[DropReason: Int]>([:])
 
-    private let metricAccepted = Counter(label: "dnstap_connections_accepted_total")
-    private let metricRejected = Counter(label: "dnstap_connections_rejected_total")
-    private let metricFrames = Counter(label: "dnstap_frames_total")
-    private let metricBytes = Counter(label: "dnstap_bytes_total")
-    private let metricEventsOut = Counter(label: "dnstap_events_out_total")
-    private let metricRetries = Counter(label: "dnstap_output_retries_total")
+    private let metricAccepted: Counter
+    private let metricRejected: Counter
+    private let metricFrames: Counter
+    private let metricBytes: Counter
+    private let metricEventsQueued: Counter
+    private let metricEventsOut: Counter
+    private let metricRetries: Counter
     private let metricClosed: [CloseReason: Counter]
     private let metricDropped: [DropReason: Counter]
     private let metricDecodeErrors: [String: Counter]
 
-    public init() {
+    /// - Parameter metricsFactory: where the counters are also kept (the app's Prometheus registry).
+    public init(metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance) {
+        let factory = metricsFactory
+        metricAccepted = Counter(label: "dnstap_connections_accepted_total", factory: factory)
+        metricRejected = Counter(label: "dnstap_connections_rejected_total", factory: factory)
+        metricFrames = Counter(label: "dnstap_frames_total", factory: factory)
+        metricBytes = Counter(label: "dnstap_bytes_total", factory: factory)
+        metricEventsQueued = Counter(label: "dnstap_events_queued_total", factory: factory)
+        metricEventsOut = Counter(label: "dnstap_events_out_total", factory: factory)
+        metricRetries = Counter(label: "dnstap_output_retries_total", factory: factory)
         metricClosed = Dictionary(uniqueKeysWithValues: CloseReason.allCases.map {
-            ($0, Counter(label: "dnstap_connections_closed_total", dimensions: [("reason", $0.rawValue)]))
+            ($0, Counter(label: "dnstap_connections_closed_total", dimensions: [("reason", $0.rawValue)], factory: factory))
         })
         metricDropped = Dictionary(uniqueKeysWithValues: DropReason.allCases.map {
-            ($0, Counter(label: "dnstap_events_dropped_total", dimensions: [("reason", $0.rawValue)]))
+            ($0, Counter(label: "dnstap_events_dropped_total", dimensions: [("reason", $0.rawValue)], factory: factory))
         })
         metricDecodeErrors = Dictionary(uniqueKeysWithValues: ["protobuf", "oversized_frame", "unknown_control"].map {
-            ($0, Counter(label: "dnstap_decode_errors_total", dimensions: [("kind", $0)]))
+            ($0, Counter(label: "dnstap_decode_errors_total", dimensions: [("kind", $0)], factory: factory))
         })
     }
 
@@ -89,7 +99,10 @@ public final class ForwarderStatistics: Sendable {
         metricDecodeErrors["protobuf"]?.increment()
     }
 
-    func queued(_ count: Int) { eventsQueued.add(count, ordering: .relaxed) }
+    func queued(_ count: Int) {
+        eventsQueued.add(count, ordering: .relaxed)
+        metricEventsQueued.increment(by: count)
+    }
 
     func delivered(_ count: Int) {
         eventsOut.add(count, ordering: .relaxed)

@@ -8,7 +8,12 @@ import UnixSignals
 /// run by one `ServiceGroup`. The executable and the integration tests both use it.
 public final class ForwarderApplication: Sendable {
     public let configuration: ForwarderConfiguration
-    public let statistics = ForwarderStatistics()
+    public let metrics = PrometheusExporter()
+    public let statistics: ForwarderStatistics
+    public let resolutionMap: ResolutionMap
+    public let activity: ConnectionActivityTracker
+    /// The admin API (nil when `-admin-listen` is empty).
+    public let admin: AdminServer?
     public let registry: ConnectionRegistry
     public let buffer: EventBuffer
     public let listener: DnstapListener
@@ -28,22 +33,55 @@ public final class ForwarderApplication: Sendable {
     ) throws {
         self.configuration = configuration
         self.logger = logger
+        let startedAt = WallClock.nowMicros()
+        statistics = ForwarderStatistics(metricsFactory: metrics.metricsFactory)
+        resolutionMap = ResolutionMap(settings: configuration.resolutionMap, metricsFactory: metrics.metricsFactory)
+        activity = ConnectionActivityTracker(settings: configuration.activity)
         shutdown = ShutdownCoordinator(timeout: configuration.shutdownTimeout, eventLoop: eventLoopGroup.next())
         let sink = try sink ?? Self.makeSink(configuration, eventLoopGroup: eventLoopGroup, statistics: statistics, shutdown: shutdown, logger: logger)
-        registry = ConnectionRegistry(maxConnections: configuration.maxConnections)
+        registry = ConnectionRegistry(maxConnections: configuration.maxConnections, activity: activity)
         buffer = EventBuffer(capacity: configuration.bufferSize, timerLoop: eventLoopGroup.next())
         exporter = BatchExporter(
             buffer: buffer, sink: sink, batchSize: configuration.batchSize, flushInterval: configuration.flushInterval,
             statistics: statistics, shutdown: shutdown, logger: logger.with(component: "exporter"))
         listener = DnstapListener(
             settings: .init(configuration: configuration), registry: registry, buffer: buffer, statistics: statistics,
-            shutdown: shutdown, group: eventLoopGroup, logger: logger.with(component: "listener"))
+            resolutionMap: resolutionMap, shutdown: shutdown, group: eventLoopGroup, logger: logger.with(component: "listener"))
         reporter = StatisticsReporter(
             statistics: statistics, registry: registry, buffer: buffer, interval: configuration.statsInterval,
             logger: logger.with(component: "statistics"))
-        // Shutdown runs in reverse order: the listener stops first, the exporter drains last.
+        let listener = listener
+        let registry = registry
+        let buffer = buffer
+        let statistics = statistics
+        let resolutionMap = resolutionMap
+        let activity = activity
+        let metrics = metrics
+        metrics.addGauge("dnstap_connections_active") { registry.active }
+        metrics.addGauge("dnstap_connections_max") { registry.maxConnections }
+        metrics.addGauge("dnstap_buffer_events") { buffer.fill }
+        metrics.addGauge("dnstap_buffer_capacity") { buffer.capacity }
+        metrics.addGauge("dnstap_spool_pending_events") { statistics.spoolPending }
+        metrics.addGauge("dnstap_resolution_map_entries") { resolutionMap.statistics.entries }
+        metrics.addGauge("dnstap_resolution_map_capacity") { resolutionMap.settings.capacity }
+        metrics.addGauge("dnstap_listening") { listener.isListening ? 1 : 0 }
+        metrics.addGauge("dnstap_output_ready") { sink.readiness == .ready ? 1 : 0 }
+        if let address = configuration.adminListen {
+            let api = AdminAPI(
+                statistics: statistics, registry: registry, buffer: buffer, resolutionMap: resolutionMap,
+                activity: activity, metrics: metrics, listening: { listener.isListening }, output: { sink.readiness },
+                startedAtMicros: startedAt)
+            admin = AdminServer(address: address, api: api, group: eventLoopGroup, logger: logger.with(component: "admin"))
+        } else {
+            admin = nil
+        }
+        // Shutdown runs in reverse order: the listener stops first, the exporter drains, the
+        // admin API (which reports the drain) stops last.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let admin { services.append(.init(service: admin)) }
+        services.append(.init(service: ResolutionMapSweeper(map: resolutionMap, interval: .seconds(10))))
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [
+            services: services + [
                 .init(service: exporter),
                 .init(service: reporter),
                 .init(service: listener, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),

@@ -27,11 +27,25 @@ public final class HECSink: EventSink {
     private let statistics: ForwarderStatistics
     private let logger: Logger
     private let logs = Mutex(Logs())
+    private let condition = Mutex(Condition())
     private let deadLetters: DeadLetterFile?
     /// The indexer-acknowledgement channel of this process (sent on every request when acks are on).
     let channel = UUID().uuidString.lowercased()
 
     public var maxConcurrentWrites: Int { settings.maxInFlight }
+
+    /// What `/readyz` reports: a refused token or an open circuit make the output not ready.
+    private struct Condition {
+        var tokenRefused: String?
+        var circuitOpen: String?
+    }
+
+    public var readiness: OutputReadiness {
+        let condition = condition.withLock { $0 }
+        if let reply = condition.tokenRefused { return .notReady("HEC refuses the token (\(reply))") }
+        if let reason = condition.circuitOpen { return .notReady("HEC circuit open (\(reason)); probing its health endpoint") }
+        return .ready
+    }
 
     private struct Logs {
         var failure = RateLimitedLog(interval: .seconds(10))
@@ -150,6 +164,7 @@ public final class HECSink: EventSink {
                     try await pause(backoff(failures, retryAfter: retryAfter), abandon: abandon)
                 }
             case .authenticationFailed(let reason):
+                condition.withLock { $0.tokenRefused = reason }
                 failures += 1
                 statistics.retried()
                 let suppressed = logs.withLock { $0.authentication.shouldLog() }
@@ -171,6 +186,7 @@ public final class HECSink: EventSink {
                     "no indexer acknowledgement in time; sending the batch again (HEC may index it twice)",
                     metadata: ["ack_id": "\(ackID)", "timeout": "\(settings.ackTimeout)", "events": "\(part.count)"])
             default:
+                condition.withLock { $0.tokenRefused = nil }
                 if failures > 0 {
                     logger.info("HEC accepts requests again", metadata: ["failed_attempts": "\(failures)"])
                 }
@@ -208,6 +224,8 @@ public final class HECSink: EventSink {
         logger.warning(
             "HEC circuit open after repeated failures: probing its health endpoint before sending again",
             metadata: ["url": "\(endpoint.healthURL)", "failures": "\(failures)"])
+        condition.withLock { $0.circuitOpen = "\(failures) failures in a row" }
+        defer { condition.withLock { $0.circuitOpen = nil } }
         var probes = 0
         while true {
             probes += 1
@@ -288,6 +306,7 @@ public final class HECSink: EventSink {
         case .healthy:
             logger.info("HEC is reachable and healthy", metadata: metadata)
         case .tokenRefused(let reply):
+            condition.withLock { $0.tokenRefused = reply }
             logger.error("HEC refuses the token (\(reply)): events will be buffered until it is fixed", metadata: metadata)
         case .unhealthy(let reply):
             logger.warning("HEC answers but is not healthy (\(reply)): sending will retry", metadata: metadata)

@@ -104,6 +104,8 @@ final class Spool: Sendable {
         return total
     }
     var bytes: Int { state.withLock { $0.totalBytes } }
+    /// At its bound: appends wait.
+    var isFull: Bool { state.withLock { !$0.pending.isEmpty && $0.totalBytes >= maxBytes } }
 
     /// Writes a batch; waits while the spool is at its bound. Throws if it cannot write.
     func append(_ events: [ForwardedEvent]) async throws {

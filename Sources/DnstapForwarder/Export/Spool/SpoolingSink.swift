@@ -23,6 +23,12 @@ public final class SpoolingSink: EventSink {
 
     public func start() async { await downstream.start() }
 
+    /// The spool takes events while HEC is away, so only a full spool makes this output not ready.
+    public var readiness: OutputReadiness {
+        if spool.isFull { return .notReady("the durable buffer is full (\(spool.pendingEvents) events); HEC: \(downstream.readiness)") }
+        return .ready
+    }
+
     public func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws -> SinkResult {
         try await race(abandon) { try await self.spool.append(events) }
         statistics.spooled(events.count)

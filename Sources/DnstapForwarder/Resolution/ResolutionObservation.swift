@@ -1,0 +1,142 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An IP address as a map key: IPv6 bytes, IPv4 held as IPv4-mapped IPv6 (`::ffff:a.b.c.d`).
+public struct IPAddressKey: Hashable, Sendable, CustomStringConvertible {
+    public var high: UInt64
+    public var low: UInt64
+
+    public init(_ address: IPv4Bytes) {
+        high = 0
+        low = 0x0000_FFFF_0000_0000 | UInt64(address.value)
+    }
+
+    public init(_ address: IPv6Bytes) {
+        high = address.high
+        low = address.low
+    }
+
+    /// Parses the presentation form of an IPv4 or IPv6 address (nil for anything else).
+    public init?(_ text: String) {
+        guard !text.isEmpty, text.utf8.count <= 64 else { return nil }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 {
+            self.init(IPv4Bytes(value: UInt32(bigEndian: v4.s_addr)))
+            return
+        }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, text, &v6) == 1 else { return nil }
+        let parsed = withUnsafeBytes(of: &v6) { IPv6Bytes($0) }
+        self.init(parsed)
+    }
+
+    public var isIPv4: Bool { high == 0 && low >> 32 == 0x0000_FFFF }
+
+    public var description: String {
+        if isIPv4 { return IPAddressFormatter.string(fromIPv4: IPv4Bytes(value: UInt32(truncatingIfNeeded: low)).bytes) }
+        return IPAddressFormatter.string(fromIPv6: IPv6Bytes(high: high, low: low).bytes)
+    }
+}
+
+extension IPv4Bytes {
+    init(value: UInt32) { self.value = value }
+}
+
+extension IPv6Bytes {
+    init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+}
+
+/// What one DNS response says about one address: it was the answer for `name`.
+public struct ResolutionObservation: Sendable, Equatable {
+    public var address: IPAddressKey
+    /// The queried name, lowercased.
+    public var name: String
+    /// The CNAME chain from the queried name to the owner of the address (just `[name]` without
+    /// CNAMEs); its last element is the canonical name.
+    public var chain: [String]
+    /// The smallest TTL along the chain and of the address record, seconds.
+    public var ttl: UInt32
+    /// When the response was given (dnstap response time, else receipt), microseconds since the epoch.
+    public var seenAtMicros: Int64
+}
+
+/// Reads address → name facts out of DNS responses (PROTOCOLS.md §4.5), strictly: only addresses
+/// owned by the end of the queried name's CNAME chain count.
+public enum ResolutionExtractor {
+    /// CNAME hops followed at most; a longer chain is cut there.
+    public static let maxChainHops = 16
+    /// Answer records looked at, at most (a larger answer is unusual and is cut).
+    static let maxAnswers = 64
+
+    /// Appends the observations of `message` to `observations`; returns the number of addresses
+    /// in the answer that were not for the queried name's chain end (ignored, and counted).
+    @discardableResult
+    public static func extract(
+        from message: DNSMessage, seenAtMicros: Int64, into observations: inout [ResolutionObservation]
+    ) -> Int {
+        guard message.isResponse, message.opcode == 0, message.rcode == 0,
+              let question = message.question, question.qclass == 1, !message.answers.isEmpty
+        else { return 0 }
+        let answers = message.answers.prefix(maxAnswers)
+        guard answers.contains(where: { $0.isAddress }) else { return 0 }
+
+        let queried = question.name.asciiLowercased()
+        var chain = [queried]
+        var ttl = UInt32.max
+        var current = queried
+        // Follow the chain: RR order is not guaranteed, so look through every answer each hop.
+        hops: for _ in 0..<maxChainHops {
+            for record in answers where record.type == 5 && record.rrclass == 1 {
+                guard case .name(let target) = record.data, record.name.equalsLowercased(current) else { continue }
+                let next = target.asciiLowercased()
+                if chain.contains(next) { break hops }  // a loop: keep what we have
+                chain.append(next)
+                ttl = min(ttl, record.ttl)
+                current = next
+                continue hops
+            }
+            break
+        }
+
+        var ignored = 0
+        for record in answers where record.isAddress {
+            guard record.rrclass == 1, record.name.equalsLowercased(current) else {
+                ignored += 1
+                continue
+            }
+            let address: IPAddressKey
+            switch record.data {
+            case .ipv4(let bytes): address = IPAddressKey(bytes)
+            case .ipv6(let bytes): address = IPAddressKey(bytes)
+            default: continue
+            }
+            observations.append(ResolutionObservation(
+                address: address, name: queried, chain: chain, ttl: min(ttl, record.ttl), seenAtMicros: seenAtMicros))
+        }
+        return ignored
+    }
+}
+
+extension DNSResourceRecord {
+    fileprivate var isAddress: Bool { type == 1 || type == 28 }
+}
+
+extension String {
+    /// ASCII-only lowercasing (DNS names compare case-insensitively in ASCII only, RFC 4343).
+    func asciiLowercased() -> String {
+        guard utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) else { return self }
+        return String(decoding: utf8.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
+    }
+
+    /// Whether self, lowercased in ASCII, equals `lowercased` (already lowercase).
+    func equalsLowercased(_ lowercased: String) -> Bool {
+        guard utf8.count == lowercased.utf8.count else { return false }
+        return zip(utf8, lowercased.utf8).allSatisfy { ($0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0) == $1 }
+    }
+}
