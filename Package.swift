@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "dnstap-forwarder", targets: ["DnstapForwarderCLI"]),
         .library(name: "DnstapForwarder", targets: ["DnstapForwarder"]),
         .executable(name: "hec-bench-receiver", targets: ["HECBenchReceiver"]),
+        .executable(name: "resolution-map-bench", targets: ["ResolutionMapBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -74,6 +75,8 @@ let package = Package(
                 .product(name: "CompressNIO", package: "compress-nio"),
             ]
         ),
+        // Memory per entry and recording rate of the resolution map, for scripts/bench.sh.
+        .executableTarget(name: "ResolutionMapBench", dependencies: ["DnstapForwarder"]),
         .testTarget(
             name: "DnstapForwarderTests",
             dependencies: [
@@ -95,6 +98,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
     ],

@@ -3,9 +3,11 @@
 # same replay in the same run:
 #   fstrm_capture -w /dev/null   libfstrm's receiver: stores frames without decoding (the I/O ceiling)
 #   dnstap -u SOCK -j            golang-dnstap decoding to JSON (the usual collector)
-#   dnstap-forwarder             decoding to JSON lines on stdout (> /dev/null)
+#   dnstap-forwarder             decoding to JSON lines on stdout (> /dev/null), resolution map on
+#   dnstap-forwarder (map off)   the same with -resolution-map-size 0: what the map costs
 # The sender is libfstrm's fstrm_replay, which waits for FINISH, so sender time = intake time.
-# Then: resident memory with 500 idle connections open, before/while/after a replay.
+# Then: resident memory with 500 idle connections open, before/while/after a replay; the
+# resolution map's memory per entry; HEC throughput and memory with HEC stalled.
 #
 #   usage: scripts/bench.sh [--runs N] [--repeat R] [--capture FILE]
 #   (defaults: 3 runs, the capture sent 2 times per run; the capture is made once with a real
@@ -24,7 +26,9 @@ done
 scripts/install-test-deps.sh >/dev/null
 swift build -c release --product dnstap-forwarder 2>&1 | tail -1
 swift build -c release --product hec-bench-receiver 2>&1 | tail -1
+swift build -c release --product resolution-map-bench 2>&1 | tail -1
 forwarder=$(swift build -c release --show-bin-path)/dnstap-forwarder
+map_bench=$(swift build -c release --show-bin-path)/resolution-map-bench
 hec_receiver=$(swift build -c release --show-bin-path)/hec-bench-receiver
 mkdir -p "$(dirname "$capture")"
 [ -s "$capture" ] || scripts/bench/make-capture.sh "$capture" >/dev/null
@@ -38,6 +42,8 @@ cleanup() {
 }
 trap cleanup EXIT
 replay_args=(); for _ in $(seq "$repeat"); do replay_args+=(-r "$capture"); done
+# Every forwarder run: quiet, and its admin API on an ephemeral port (on, as in production).
+fwd=(-stats-interval 0 -log-level warn -admin-listen 127.0.0.1:0)
 
 # run_once NAME: start the receiver on $work/s.sock, replay, stop it; prints "msgs_per_s peak_kib".
 run_once() {
@@ -45,7 +51,11 @@ run_once() {
   case $name in
     fstrm_capture) /usr/bin/time -f %M -o "$work/rss" fstrm_capture -t protobuf:dnstap.Dnstap -u "$sock" -w /dev/null 2>/dev/null & ;;
     golang-dnstap) /usr/bin/time -f %M -o "$work/rss" dnstap -u "$sock" -j >/dev/null 2>/dev/null & ;;
-    dnstap-forwarder) /usr/bin/time -f %M -o "$work/rss" "$forwarder" -unix-socket "$sock" -stats-interval 0 -log-level warn >/dev/null 2>"$work/fwd.log" & ;;
+    # The capture's responses carry the time it was made: a year-long TTL floor keeps them mapping
+    # (instead of being skipped as expired), so the map does its full work on every response.
+    dnstap-forwarder) /usr/bin/time -f %M -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" \
+      -resolution-ttl-min 8760h -resolution-ttl-max 8760h >/dev/null 2>"$work/fwd.log" & ;;
+    map-off) /usr/bin/time -f %M -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" -resolution-map-size 0 >/dev/null 2>"$work/fwd.log" & ;;
   esac
   receiver_pid=$!
   for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
@@ -64,7 +74,7 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 echo "capture: $capture, $messages messages per run ($repeat x), $runs runs, $(nproc) cores"
 printf '%-18s %24s %10s %14s\n' receiver "msgs/s (each run)" median "peak RSS MiB"
 declare -A rate
-for name in fstrm_capture golang-dnstap dnstap-forwarder; do
+for name in fstrm_capture golang-dnstap dnstap-forwarder map-off; do
   results=()
   for _ in $(seq "$runs"); do results+=("$(run_once "$name")"); done
   rates=$(printf '%s\n' "${results[@]}" | awk '{print $1}')
@@ -74,10 +84,13 @@ for name in fstrm_capture golang-dnstap dnstap-forwarder; do
 done
 awk -v f="${rate[dnstap-forwarder]}" -v g="${rate[golang-dnstap]}" -v c="${rate[fstrm_capture]}" \
   'BEGIN { printf "dnstap-forwarder / golang-dnstap = %.2fx; dnstap-forwarder / fstrm_capture = %.2f\n", f / g, f / c }'
+awk -v f="${rate[dnstap-forwarder]}" -v o="${rate[map-off]}" \
+  'BEGIN { printf "resolution map: with it %.0f msgs/s, without it %.0f (%.2f)\n", f, o, f / o }'
+"$map_bench" --entries 1000000
 
 # Memory with 500 connections open: idle handshaken connections, then a replay on top.
 sock=$work/m.sock; rm -f "$sock"
-"$forwarder" -unix-socket "$sock" -max-connections 600 -stats-interval 0 -log-level warn >/dev/null 2>"$work/mem.log" &
+"$forwarder" "${fwd[@]}" -unix-socket "$sock" -max-connections 600 >/dev/null 2>"$work/mem.log" &
 receiver_pid=$!
 for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
 rss() { awk '/VmRSS/ { print $2 }' "/proc/$receiver_pid/status"; }
@@ -121,7 +134,7 @@ hec_rates=()
 for _ in $(seq "$runs"); do
   start_hec_receiver --expect "$messages"
   sock=$work/h.sock; rm -f "$sock"
-  /usr/bin/time -f %M -o "$work/rss" "$forwarder" -unix-socket "$sock" -stats-interval 0 -log-level warn \
+  /usr/bin/time -f %M -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" \
     -output-type hec -hec-url "http://127.0.0.1:$port/services/collector" -hec-token bench "${hec_flags[@]}" >/dev/null 2>"$work/hec-fwd.log" &
   receiver_pid=$!
   for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
@@ -139,7 +152,7 @@ echo "HEC (${hec_flags[*]}): events/s delivered $(echo "$rates" | paste -sd,), m
 # HEC stalled (the receiver never answers): memory must stay bounded by the buffer settings.
 start_hec_receiver --stall
 sock=$work/s2.sock; rm -f "$sock"
-"$forwarder" -unix-socket "$sock" -stats-interval 0 -log-level error -shutdown-timeout 1s \
+"$forwarder" "${fwd[@]}" -unix-socket "$sock" -log-level error -shutdown-timeout 1s \
   -output-type hec -hec-url "http://127.0.0.1:$port/services/collector" -hec-token bench "${hec_flags[@]}" >/dev/null 2>&1 &
 receiver_pid=$!
 for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done

@@ -28,7 +28,7 @@ struct ShutdownTests {
         let socket = directory.path + "/f.sock"
 
         let forwarder = try WatchedProcess(
-            Self.binary, ["-unix-socket", socket, "-flush-interval", "20ms", "-stats-interval", "0"],
+            Self.binary, ["-unix-socket", socket, "-flush-interval", "20ms", "-stats-interval", "0", "-admin-listen", "127.0.0.1:0"],
             separateStandardOutput: true)
         let listening = try await within(30, "listening") { await forwarder.waitFor("listening for dnstap") }
         #expect(listening, "\(forwarder.text)")
@@ -92,11 +92,13 @@ struct BriefExampleTests {
     @Test("runs as written: starts, listens, reports the unreachable HEC plainly, stops cleanly on SIGTERM")
     func usageExample() async throws {
         let directory = try TemporaryDirectory()
-        // The example's flags exactly; only the socket path comes from the environment, to stay in a temp dir.
+        // The example's flags exactly; the socket path and an ephemeral admin port come from the
+        // environment, to stay in a temp dir and out of the way of tests running beside it.
         let forwarder = try WatchedProcess(
             "/usr/bin/env",
             [
-                "DNSTAP_UNIX_SOCKET=\(directory.path)/d.sock", "DNSTAP_HEC_CONNECT_TIMEOUT=1s", ShutdownTests.binary,
+                "DNSTAP_UNIX_SOCKET=\(directory.path)/d.sock", "DNSTAP_HEC_CONNECT_TIMEOUT=1s", "DNSTAP_ADMIN_LISTEN=127.0.0.1:0",
+                ShutdownTests.binary,
                 "-max-connections", "200", "-buffer-size", "1000", "-batch-size", "100", "-flush-interval", "1",
                 "-log-level", "info", "-output-type", "hec",
                 "-hec-url", "https://splunk.example.com:8088/services/collector", "-hec-token", "your-token",

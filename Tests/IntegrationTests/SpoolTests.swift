@@ -54,7 +54,7 @@ struct SpoolTests {
                     "-unix-socket", socket, "-output-type", "hec", "-hec-url", server.url, "-hec-token", server.token,
                     "-hec-persistent-buf", "true", "-hec-buf-path", spool, "-log-level", "debug", "-batch-size", "50",
                     "-flush-interval", "20ms", "-hec-retry-initial-delay", "10ms", "-hec-retry-max-delay", "100ms",
-                    "-stats-interval", "0",
+                    "-stats-interval", "0", "-admin-listen", "127.0.0.1:0",
                 ])
         }
         let first = try start(directory.path + "/a.sock")

@@ -57,6 +57,16 @@ struct UnboundTests {
             // Every query gives a CLIENT_QUERY and a CLIENT_RESPONSE event.
             let expected = asked.count * 2
             try await within(30, "dnstap events") { await forwarder.sink.waitUntil { queries($0).count >= expected } }
+            // The resolution map learned the answers: each address maps back to the names asked.
+            let host1 = try await forwarder.admin("/v1/resolve/10.99.0.1")
+            #expect(host1.status == 200, "\(host1.body)")
+            #expect((host1.json["names"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["host1.fwd.test"])
+            let host1v6 = try await forwarder.admin("/v1/resolve/fd00:99::1")
+            let v6Names = (host1v6.json["names"] as? [[String: Any]]) ?? []
+            #expect(Set(v6Names.compactMap { $0["name"] as? String }) == ["host1.fwd.test", "cdn1.fwd.test"])
+            #expect(v6Names.first { $0["name"] as? String == "cdn1.fwd.test" }?["chain"] as? [String]
+                == ["cdn1.fwd.test", "www1.fwd.test", "host1.fwd.test"])
+            #expect(try await forwarder.admin("/v1/resolve/10.99.0.3").status == 404)
             resolver.signal(SIGTERM)
             _ = await resolver.waitForExit()
             await forwarder.application.registry.waitUntilActive(atMost: 0)

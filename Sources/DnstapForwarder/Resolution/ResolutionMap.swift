@@ -6,13 +6,15 @@ import Synchronization
 public struct ResolvedName: Sendable, Equatable {
     /// The queried name (lowercased).
     public var name: String
-    /// From the queried name to the name that owns the address; the last one is the canonical name.
-    public var chain: [String]
+    /// The CNAME targets followed from `name` (empty without CNAMEs: no allocation for most entries).
+    public var targets: [String]
     /// Microseconds since the epoch.
     public var expiresAtMicros: Int64
     public var lastSeenMicros: Int64
 
-    public var canonicalName: String { chain.last ?? name }
+    /// From the queried name to the name that owns the address.
+    public var chain: [String] { [name] + targets }
+    public var canonicalName: String { targets.last ?? name }
 }
 
 /// How the map is bounded.
@@ -200,10 +202,12 @@ struct ResolutionShard {
     mutating func record(
         _ observation: ResolutionObservation, expiresAt: Int64, now: Int64, namesPerAddress: Int
     ) -> (inserted: Bool, evicted: Bool) {
-        let fresh = ResolvedName(name: observation.name, chain: observation.chain, expiresAtMicros: expiresAt, lastSeenMicros: now)
+        let fresh = ResolvedName(
+            name: observation.name, targets: observation.chain.count > 1 ? Array(observation.chain.dropFirst()) : [],
+            expiresAtMicros: expiresAt, lastSeenMicros: now)
         if let slot = slots[observation.address] {
             let index = Int(slot)
-            if let existing = nodes[index].names.firstIndex(where: { $0.name == fresh.name && $0.chain == fresh.chain }) {
+            if let existing = nodes[index].names.firstIndex(where: { $0.name == fresh.name && $0.targets == fresh.targets }) {
                 nodes[index].names[existing].expiresAtMicros = expiresAt
                 nodes[index].names[existing].lastSeenMicros = now
             } else {

@@ -64,6 +64,14 @@ public struct ResolutionObservation: Sendable, Equatable {
     public var ttl: UInt32
     /// When the response was given (dnstap response time, else receipt), microseconds since the epoch.
     public var seenAtMicros: Int64
+
+    public init(address: IPAddressKey, name: String, chain: [String], ttl: UInt32, seenAtMicros: Int64) {
+        self.address = address
+        self.name = name
+        self.chain = chain
+        self.ttl = ttl
+        self.seenAtMicros = seenAtMicros
+    }
 }
 
 /// Reads address → name facts out of DNS responses (PROTOCOLS.md §4.5), strictly: only addresses
