@@ -28,6 +28,11 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
     @Option(name: names(.batchSize), help: help(.batchSize)) var batchSize: String?
     @Option(name: names(.flushInterval), help: help(.flushInterval)) var flushInterval: String?
     @Option(name: names(.outputType), help: help(.outputType)) var outputType: String?
+    @Option(name: names(.outputPath), help: help(.outputPath)) var outputPath: String?
+    @Option(name: names(.outputFormat), help: help(.outputFormat)) var outputFormat: String?
+    @Option(name: names(.maxFileSize), help: help(.maxFileSize)) var maxFileSize: String?
+    @Option(name: names(.maxFiles), help: help(.maxFiles)) var maxFiles: String?
+    @Option(name: names(.filePattern), help: help(.filePattern)) var filePattern: String?
     @Option(name: names(.hecURL), help: help(.hecURL)) var hecURL: String?
     @Option(name: names(.hecToken), help: help(.hecToken)) var hecToken: String?
     @Option(name: names(.hecTokenFile), help: help(.hecTokenFile)) var hecTokenFile: String?
@@ -78,6 +83,8 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
             (.tcpListen, tcpListen), (.maxConnections, maxConnections), (.maxFrameSize, maxFrameSize),
             (.handshakeTimeout, handshakeTimeout), (.idleTimeout, idleTimeout), (.bufferSize, bufferSize),
             (.batchSize, batchSize), (.flushInterval, flushInterval), (.outputType, outputType), (.hecURL, hecURL),
+            (.outputPath, outputPath), (.outputFormat, outputFormat), (.maxFileSize, maxFileSize), (.maxFiles, maxFiles),
+            (.filePattern, filePattern),
             (.hecToken, hecToken), (.hecTokenFile, hecTokenFile), (.hecGzip, hecGzip), (.hecMaxBatchBytes, hecMaxBatchBytes),
             (.hecRequestTimeout, hecRequestTimeout), (.hecConnectTimeout, hecConnectTimeout),
             (.hecRetryInitialDelay, hecRetryInitialDelay), (.hecRetryMaxDelay, hecRetryMaxDelay), (.hecMaxInFlight, hecMaxInFlight), (.hecDLQPath, hecDLQPath), (.hecPersistentBuf, hecPersistentBuf),

@@ -42,6 +42,7 @@ public struct HostPort: Equatable, Sendable {
 public enum OutputType: String, Equatable, Sendable {
     case stdout
     case hec
+    case file
 }
 
 /// The effective configuration of one run, resolved from flags, the environment and defaults.
@@ -64,6 +65,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
     public var hecURL: String?
     public var hecToken: String?
     public var hec = HECSettings()
+    public var file = FileOutputSettings()
     public var shutdownTimeout: Duration = .seconds(30)
     /// nil: statistics are logged only at exit.
     public var statsInterval: Duration? = .seconds(60)
@@ -145,9 +147,39 @@ public struct ForwarderConfiguration: Equatable, Sendable {
             throw ConfigurationError.invalidValue(.flushInterval, value(.flushInterval)!, "must be at least 1ms")
         }
         guard let output = OutputType(rawValue: value(.outputType)!.lowercased()) else {
-            throw ConfigurationError.invalidValue(.outputType, value(.outputType)!, "expected stdout or hec")
+            throw ConfigurationError.invalidValue(.outputType, value(.outputType)!, "expected stdout, hec or file")
         }
         config.outputType = output
+        config.file.path = value(.outputPath)!
+        if output == .file, config.file.path.isEmpty {
+            throw ConfigurationError.invalid("-output-type file needs -output-path (DNSTAP_OUTPUT_PATH)")
+        }
+        guard let format = FileOutputSettings.Format(rawValue: value(.outputFormat)!.lowercased()) else {
+            throw ConfigurationError.invalidValue(.outputFormat, value(.outputFormat)!, "expected json or syslog")
+        }
+        if format == .syslog, output != .file {
+            throw ConfigurationError.invalid("-output-format syslog is for -output-type file")
+        }
+        config.file.format = format
+        let fileSize = value(.maxFileSize)!.trimmingSpaces()
+        config.file.maxFileBytes = try Int(fileSize).map { megabytes in
+            guard megabytes > 0 && megabytes <= 1 << 20 else {
+                throw ConfigurationError.invalidValue(.maxFileSize, fileSize, "expected megabytes above 0")
+            }
+            return megabytes << 20
+        } ?? ValueParsing.byteSize(fileSize, setting: .maxFileSize)
+        if config.file.maxFileBytes < 1024 {
+            throw ConfigurationError.invalidValue(.maxFileSize, fileSize, "must be at least 1KiB")
+        }
+        let keep = value(.maxFiles)!.trimmingSpaces()
+        config.file.maxFiles = keep == "0" ? 0 : try ValueParsing.positiveInteger(keep, setting: .maxFiles, range: 1...100_000)
+        config.file.pattern = value(.filePattern)!
+        if !config.file.pattern.contains("{n}") && !config.file.pattern.contains("{time}") {
+            throw ConfigurationError.invalidValue(.filePattern, config.file.pattern, "must contain {n} or {time}")
+        }
+        if config.file.pattern.replacingOccurrences(of: "{path}", with: config.file.path) == config.file.path {
+            throw ConfigurationError.invalidValue(.filePattern, config.file.pattern, "a rotated name must differ from the output path")
+        }
         config.hecURL = given(.hecURL).flatMap { $0.isEmpty ? nil : $0 }
         config.hecToken = given(.hecToken).flatMap { $0.isEmpty ? nil : $0 }
         if config.hecToken == nil, let file = given(.hecTokenFile), !file.isEmpty {
@@ -236,7 +268,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
             "buffer_size": .stringConvertible(bufferSize),
             "batch_size": .stringConvertible(batchSize),
             "flush_interval": .stringConvertible(flushInterval),
-            "output_type": .string(outputType.rawValue),
+            "output_type": .string(outputType == .file ? "file \(file.path) (\(file.format.rawValue), rotate at \(file.maxFileBytes) bytes, keep \(file.maxFiles) as \(file.pattern))" : outputType.rawValue),
             "shutdown_timeout": .stringConvertible(shutdownTimeout),
             "stats_interval": .string(statsInterval.map { "\($0)" } ?? "off"),
             "log_level": .string(logLevel.rawValue),

@@ -103,6 +103,10 @@ public final class ForwarderApplication: Sendable {
         switch configuration.outputType {
         case .stdout:
             return JSONLinesSink(fileDescriptor: 1, eventLoop: eventLoopGroup.next())
+        case .file:
+            var settings = configuration.file
+            settings.hostname = configuration.hec.host ?? HECSink.hostname()
+            return try FileSink(settings: settings, statistics: statistics, logger: logger.with(component: "file"), eventLoop: eventLoopGroup.next())
         case .hec:
             let hec = try HECSink(
                 settings: configuration.hec, token: configuration.hecToken ?? "", eventLoopGroup: eventLoopGroup,

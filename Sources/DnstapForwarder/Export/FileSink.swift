@@ -1,0 +1,254 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// How the file output names, sizes and formats its files.
+public struct FileOutputSettings: Sendable, Equatable {
+    public enum Format: String, Sendable, Equatable {
+        /// One JSON event a line.
+        case json
+        /// RFC 5424 syslog lines, the JSON event as the message.
+        case syslog
+    }
+
+    public var path = "/var/log/dnstap-forwarder/dnstap.log"
+    /// The file is rotated before a batch would take it past this size.
+    public var maxFileBytes = 100 << 20
+    /// Rotated files kept (older ones are deleted); 0 keeps none.
+    public var maxFiles = 10
+    /// Name of a rotated file: `{path}` is the output path, `{n}` the rotation number (1 = newest),
+    /// `{time}` the UTC time of the rotation (`20261122T020520Z`). One of `{n}`, `{time}` is needed.
+    public var pattern = "{path}.{n}"
+    public var format = Format.json
+    /// The syslog HOSTNAME field.
+    public var hostname = "-"
+
+    public init() {}
+}
+
+/// Events to a file, rotated by size, as JSON lines or RFC 5424 syslog lines.
+///
+/// A batch is written whole, and rotation happens only between batches, so no file ever ends in a
+/// torn line. When a write fails (disk full, the file's directory gone), the partial batch is cut
+/// off again, the failure is logged (rate-limited), the batch is kept and retried with backoff, and
+/// the connections stop reading once the buffer fills: nothing is dropped for a full disk.
+public final class FileSink: EventSink {
+    private let settings: FileOutputSettings
+    private let threadPool: NIOThreadPool
+    private let eventLoop: any EventLoop
+    private let statistics: ForwarderStatistics
+    private let logger: Logger
+    private let state = Mutex(FileState())
+    private let processID = getpid()
+
+    private struct FileState {
+        var fd: CInt = -1
+        var size = 0
+        var failureLog = RateLimitedLog(interval: .seconds(10))
+        var failing = false
+    }
+
+    public init(
+        settings: FileOutputSettings, statistics: ForwarderStatistics, logger: Logger,
+        eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
+    ) throws {
+        self.settings = settings
+        self.statistics = statistics
+        self.logger = logger
+        self.eventLoop = eventLoop
+        threadPool = NIOThreadPool(numberOfThreads: 1)
+        threadPool.start()
+        // Fail at start, in plain words, when the file cannot be opened at all.
+        try state.withLock { try Self.open(settings.path, into: &$0) }
+    }
+
+    public var readiness: OutputReadiness {
+        state.withLock { $0.failing } ? .notReady("cannot write \(settings.path) (see the log); events are kept and retried") : .ready
+    }
+
+    public func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws -> SinkResult {
+        let lines = render(events)
+        var failures = 0
+        while true {
+            do {
+                try await threadPool.runIfActive(eventLoop: eventLoop) { [self] in
+                    try lines.withUnsafeReadableBytes { try self.append($0) }
+                }.get(abandoningWhen: abandon)
+                let recovered = state.withLock { state -> Bool in
+                    defer { state.failing = false }
+                    return state.failing
+                }
+                if recovered { logger.info("file output writes again", metadata: ["path": "\(settings.path)", "failed_attempts": "\(failures)"]) }
+                return SinkResult(delivered: events.count)
+            } catch SinkError.deadlineExceeded {
+                throw SinkError.deadlineExceeded
+            } catch {
+                failures += 1
+                statistics.retried()
+                let suppressed = state.withLock { state -> Int? in
+                    state.failing = true
+                    return state.failureLog.shouldLog()
+                }
+                if let suppressed {
+                    logger.error(
+                        "cannot write the output file: the batch is kept and retried; connections stop reading when the buffer is full",
+                        metadata: ["path": "\(settings.path)", "error": "\(error)", "events": "\(events.count)",
+                                   "attempt": "\(failures)", "suppressed_since_last": "\(suppressed)"])
+                }
+                let delay = Duration.milliseconds(min(100 << min(failures - 1, 6), 5000))
+                try await race(abandon) { try await Task.sleep(for: delay) }
+            }
+        }
+    }
+
+    public func shutdown() async {
+        state.withLock { state in
+            if state.fd >= 0 {
+                fsync(state.fd)
+                close(state.fd)
+                state.fd = -1
+            }
+        }
+        try? await threadPool.shutdownGracefully()
+    }
+
+    // MARK: - Rendering
+
+    private func render(_ events: [ForwardedEvent]) -> ByteBuffer {
+        let overhead = settings.format == .syslog ? 96 : 1
+        var lines = ByteBufferAllocator().buffer(capacity: events.reduce(0) { $0 + $1.json.readableBytes + overhead })
+        for event in events {
+            if settings.format == .syslog {
+                // RFC 5424: <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG.
+                // PRI 134 = facility local0 (16) * 8 + severity informational (6).
+                lines.writeString("<134>1 \(RFC3339.string(micros: event.timeMicros)) \(settings.hostname) dnstap-forwarder \(processID) dnstap - ")
+            }
+            lines.writeImmutableBuffer(event.json)
+            lines.writeInteger(UInt8(ascii: "\n"))
+        }
+        return lines
+    }
+
+    // MARK: - Writing (on the sink's own thread)
+
+    /// Appends whole lines; rotates first when they would take the file past its size limit. On a
+    /// failed write the file is cut back to where the batch began, so no torn line remains.
+    private func append(_ bytes: UnsafeRawBufferPointer) throws {
+        try state.withLock { state in
+            if state.fd < 0 { try Self.open(settings.path, into: &state) }
+            if state.size > 0, state.size + bytes.count > settings.maxFileBytes {
+                try rotate(&state)
+            }
+            let start = state.size
+            do {
+                try JSONLinesSink.writeAll(state.fd, bytes)
+                state.size += bytes.count
+            } catch {
+                _ = ftruncate(state.fd, off_t(start))
+                // Reopen on the next attempt: the path may have been replaced or its disk remounted.
+                close(state.fd)
+                state.fd = -1
+                throw error
+            }
+        }
+    }
+
+    private static func open(_ path: String, into state: inout FileState) throws {
+        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FileOutputError.cannotOpen(path, errno) }
+        var info = stat()
+        fstat(fd, &info)
+        state.fd = fd
+        state.size = Int(info.st_size)
+        // A file left by a crash may end in a torn line: start on a fresh line.
+        if state.size > 0, (info.st_mode & S_IFMT) == S_IFREG {
+            var last: UInt8 = 0
+            if pread(fd, &last, 1, off_t(state.size - 1)) == 1, last != UInt8(ascii: "\n") {
+                var newline = UInt8(ascii: "\n")
+                if Glibc.write(fd, &newline, 1) == 1 { state.size += 1 }
+            }
+        }
+    }
+
+    private func rotate(_ state: inout FileState) throws {
+        fsync(state.fd)
+        close(state.fd)
+        state.fd = -1
+        let path = settings.path
+        if settings.pattern.contains("{n}") {
+            if settings.maxFiles == 0 {
+                unlink(path)
+            } else {
+                unlink(name(number: settings.maxFiles, time: nil))
+                for number in stride(from: settings.maxFiles - 1, through: 1, by: -1) {
+                    rename(name(number: number, time: nil), name(number: number + 1, time: nil))
+                }
+                guard rename(path, name(number: 1, time: nil)) == 0 else { throw FileOutputError.cannotRotate(path, errno) }
+            }
+        } else {
+            var target = name(number: nil, time: RFC3339.compact(micros: WallClock.nowMicros()))
+            var suffix = 1
+            while access(target, F_OK) == 0 {  // two rotations in one second
+                target = name(number: nil, time: RFC3339.compact(micros: WallClock.nowMicros())) + "-\(suffix)"
+                suffix += 1
+            }
+            guard rename(path, target) == 0 else { throw FileOutputError.cannotRotate(path, errno) }
+            pruneTimedFiles()
+        }
+        logger.info("output file rotated", metadata: ["path": "\(path)", "size": "\(state.size)"])
+        try Self.open(path, into: &state)
+    }
+
+    private func name(number: Int?, time: String?) -> String {
+        settings.pattern
+            .replacingOccurrences(of: "{path}", with: settings.path)
+            .replacingOccurrences(of: "{n}", with: number.map(String.init) ?? "")
+            .replacingOccurrences(of: "{time}", with: time ?? "")
+    }
+
+    /// With `{time}` names: deletes the oldest rotated files beyond `maxFiles` (the names sort by time).
+    private func pruneTimedFiles() {
+        let template = name(number: nil, time: "\u{0}")
+        guard let slash = template.lastIndex(of: "/") else { return }
+        let directory = String(template[..<slash])
+        let namePart = template[template.index(after: slash)...]
+        let parts = namePart.split(separator: "\u{0}", omittingEmptySubsequences: false)
+        guard parts.count == 2, let dir = opendir(directory.isEmpty ? "/" : directory) else { return }
+        defer { closedir(dir) }
+        var rotated: [String] = []
+        while let entry = readdir(dir) {
+            let entryName = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if entryName.hasPrefix(parts[0]), entryName.count > parts[0].count + parts[1].count,
+               parts[1].isEmpty || entryName.contains(parts[1]) {
+                rotated.append(entryName)
+            }
+        }
+        rotated.sort()
+        for old in rotated.dropLast(settings.maxFiles) { unlink(directory + "/" + old) }
+    }
+}
+
+public enum FileOutputError: Error, CustomStringConvertible {
+    case cannotOpen(String, Int32)
+    case cannotRotate(String, Int32)
+
+    public var description: String {
+        switch self {
+        case .cannotOpen(let path, let code): return "cannot open \(path) for writing: \(String(cString: strerror(code)))"
+        case .cannotRotate(let path, let code): return "cannot rotate \(path): \(String(cString: strerror(code)))"
+        }
+    }
+}
+
+extension RFC3339 {
+    /// `20261122T020520Z`: sortable and safe in a file name.
+    static func compact(micros: Int64) -> String {
+        string(micros: micros).prefix(19).filter { $0 != "-" && $0 != ":" } + "Z"
+    }
+}

@@ -1,0 +1,136 @@
+import DnstapForwarder
+import DnstapForwarderTesting
+import Foundation
+import Testing
+
+@Suite("file output: rotation, syslog, a full disk")
+struct FileOutputTests {
+    static func lines(_ path: String) -> [String] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    }
+
+    @Test("rotated by size with {path}.{n}: every event once, no file with a torn last line, at most max-files kept")
+    func rotation() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/dnstap.log"
+        let (payloads, names) = DnstapBuilder.pairs(2000, prefix: "rot", suffix: ".test")
+        let (_, summary) = try await withForwarder({ config in
+            config.outputType = .file
+            config.file.path = path
+            config.file.maxFileBytes = 64 * 1024
+            config.file.maxFiles = 100
+            config.batchSize = 50
+        }, sink: nil) { forwarder in
+            let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            try await client.handshake()
+            try await client.sendData(payloads)
+            try await client.send(FrameStreamsTestClient.stop)
+            _ = await client.waitForClose()
+        }
+        #expect(summary.eventsOut == 2000)
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasPrefix("dnstap.log") }
+        #expect(files.count > 3, "\(files)")
+        var all: [String] = []
+        for file in files {
+            let content = Self.lines(directory.path + "/" + file)
+            #expect(content.last == "", "\(file) must end with a newline")
+            let events = content.dropLast()
+            for line in events {
+                #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil, "torn or bad line in \(file): \(line.prefix(80))")
+            }
+            let size = (try FileManager.default.attributesOfItem(atPath: directory.path + "/" + file)[.size] as? Int) ?? 0
+            #expect(size <= 64 * 1024, "\(file) is \(size) bytes")
+            all += events
+        }
+        #expect(all.count == 2000)
+        #expect(Set(queries(all)) == names)
+    }
+
+    @Test("max-files bounds what is kept, and {time} names sort by time")
+    func retentionWithTime() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/tap.json"
+        _ = try await withForwarder({ config in
+            config.outputType = .file
+            config.file.path = path
+            config.file.maxFileBytes = 16 * 1024
+            config.file.maxFiles = 2
+            config.file.pattern = "{path}-{time}"
+            config.batchSize = 20
+        }, sink: nil) { forwarder in
+            let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            try await client.handshake()
+            try await client.sendData(DnstapBuilder.pairs(1000, prefix: "t", suffix: ".test").payloads)
+            try await client.send(FrameStreamsTestClient.stop)
+            _ = await client.waitForClose()
+        }
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasPrefix("tap.json") }
+        let rotated = files.filter { $0 != "tap.json" }
+        #expect(files.contains("tap.json"))
+        #expect(rotated.count == 2, "\(files)")
+        #expect(rotated.allSatisfy { $0.range(of: #"^tap\.json-\d{8}T\d{6}Z(-\d+)?$"#, options: .regularExpression) != nil }, "\(rotated)")
+    }
+
+    @Test("syslog format: RFC 5424 lines with the JSON event as the message")
+    func syslog() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/dnstap.syslog"
+        _ = try await withForwarder({ config in
+            config.outputType = .file
+            config.file.path = path
+            config.file.format = .syslog
+            config.file.hostname = "resolver-1"
+        }, sink: nil) { forwarder in
+            let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            try await client.handshake()
+            try await client.sendData(DnstapBuilder.pairs(2, prefix: "s", suffix: ".test").payloads)
+            try await client.send(FrameStreamsTestClient.stop)
+            _ = await client.waitForClose()
+        }
+        let lines = Self.lines(path).dropLast()
+        #expect(lines.count == 2)
+        for line in lines {
+            let pattern = #"^<134>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z \S+ dnstap-forwarder \d+ dnstap - \{.*\}$"#
+            #expect(line.range(of: pattern, options: .regularExpression) != nil, "\(line.prefix(120))")
+            let json = String(line[line.firstIndex(of: "{")!...])
+            #expect((try? JSONSerialization.jsonObject(with: Data(json.utf8))) != nil)
+        }
+        // The event time is the dnstap query time of the first event (2023-11-14T22:13:20.123456Z).
+        #expect(lines.first?.contains(" 2023-11-14T22:13:20.123456Z ") == true, "\(lines.first ?? "")")
+    }
+
+    @Test("a full disk: the error is logged, events are kept, writing resumes when there is room")
+    func diskFull() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/dnstap.log"
+        // The output path first points at /dev/full: every write fails with ENOSPC.
+        try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: "/dev/full")
+        let recorder = LogRecorder()
+        let (payloads, names) = DnstapBuilder.pairs(100, prefix: "full", suffix: ".test")
+        let (_, summary) = try await withForwarder({ config in
+            config.outputType = .file
+            config.file.path = path
+        }, sink: nil, logger: recorder.logger()) { forwarder in
+            let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            try await client.handshake()
+            try await client.sendData(payloads)
+            try await within(30, "the write error") { await recorder.waitFor("cannot write the output file") }
+            #expect(recorder.lines.contains { $0.contains("No space left on device") })
+            #expect(forwarder.statistics.eventsOut.load(ordering: .relaxed) == 0)
+            #expect(forwarder.statistics.droppedTotal == 0)
+            let ready = try await forwarder.admin("/readyz")
+            #expect(ready.status == 503)
+            // Room again: the path becomes a regular file; the kept batch and the rest are written.
+            try FileManager.default.removeItem(atPath: path)
+            try await within(30, "writing to resume") { await recorder.waitFor("file output writes again") }
+            try await client.send(FrameStreamsTestClient.stop)
+            _ = await client.waitForClose()
+        }
+        #expect(summary.undelivered == 0)
+        #expect(summary.eventsOut == 100)
+        let lines = Self.lines(path).dropLast()
+        #expect(lines.count == 100)
+        #expect(Set(queries(Array(lines))) == names)
+    }
+}
