@@ -202,16 +202,20 @@ struct ResolutionShard {
     mutating func record(
         _ observation: ResolutionObservation, expiresAt: Int64, now: Int64, namesPerAddress: Int
     ) -> (inserted: Bool, evicted: Bool) {
-        let fresh = ResolvedName(
-            name: observation.name, targets: observation.chain.count > 1 ? Array(observation.chain.dropFirst()) : [],
-            expiresAtMicros: expiresAt, lastSeenMicros: now)
+        let chain = observation.chain
+        func fresh() -> ResolvedName {
+            ResolvedName(
+                name: observation.name, targets: chain.count > 1 ? Array(chain.dropFirst()) : [],
+                expiresAtMicros: expiresAt, lastSeenMicros: now)
+        }
         if let slot = slots[observation.address] {
             let index = Int(slot)
-            if let existing = nodes[index].names.firstIndex(where: { $0.name == fresh.name && $0.targets == fresh.targets }) {
+            // Seen before (the usual case): renew it in place, without building anything.
+            if let existing = nodes[index].names.firstIndex(where: { $0.name == observation.name && $0.targets.elementsEqual(chain.dropFirst()) }) {
                 nodes[index].names[existing].expiresAtMicros = expiresAt
                 nodes[index].names[existing].lastSeenMicros = now
             } else {
-                nodes[index].names.append(fresh)
+                nodes[index].names.append(fresh())
                 if nodes[index].names.count > namesPerAddress,
                    let first = nodes[index].names.indices.min(by: { nodes[index].names[$0].expiresAtMicros < nodes[index].names[$1].expiresAtMicros }) {
                     nodes[index].names.remove(at: first)
@@ -225,7 +229,7 @@ struct ResolutionShard {
             remove(tail)
             evicted = true
         }
-        let node = Node(key: observation.address, names: [fresh], previous: -1, next: head)
+        let node = Node(key: observation.address, names: [fresh()], previous: -1, next: head)
         let slot: Int32
         if let reused = free.popLast() {
             slot = reused

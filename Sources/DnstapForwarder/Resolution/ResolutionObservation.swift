@@ -91,8 +91,10 @@ public enum ResolutionExtractor {
         guard message.isResponse, message.opcode == 0, message.rcode == 0,
               let question = message.question, question.qclass == 1, !message.answers.isEmpty
         else { return 0 }
-        let answers = message.answers.prefix(maxAnswers)
-        guard answers.contains(where: { $0.isAddress }) else { return 0 }
+        let answers = message.answers
+        let count = min(answers.count, maxAnswers)
+        // Records are read in place by index (no copy of each record and its strings).
+        guard (0..<count).contains(where: { answers[$0].type == 1 || answers[$0].type == 28 }) else { return 0 }
 
         let queried = question.name.asciiLowercased()
         var chain = [queried]
@@ -100,12 +102,12 @@ public enum ResolutionExtractor {
         var current = queried
         // Follow the chain: RR order is not guaranteed, so look through every answer each hop.
         hops: for _ in 0..<maxChainHops {
-            for record in answers where record.type == 5 && record.rrclass == 1 {
-                guard case .name(let target) = record.data, record.name.equalsLowercased(current) else { continue }
+            for index in 0..<count where answers[index].type == 5 && answers[index].rrclass == 1 {
+                guard case .name(let target) = answers[index].data, answers[index].name.equalsLowercased(current) else { continue }
                 let next = target.asciiLowercased()
                 if chain.contains(next) { break hops }  // a loop: keep what we have
                 chain.append(next)
-                ttl = min(ttl, record.ttl)
+                ttl = min(ttl, answers[index].ttl)
                 current = next
                 continue hops
             }
@@ -113,26 +115,22 @@ public enum ResolutionExtractor {
         }
 
         var ignored = 0
-        for record in answers where record.isAddress {
-            guard record.rrclass == 1, record.name.equalsLowercased(current) else {
+        for index in 0..<count where answers[index].type == 1 || answers[index].type == 28 {
+            guard answers[index].rrclass == 1, answers[index].name.equalsLowercased(current) else {
                 ignored += 1
                 continue
             }
             let address: IPAddressKey
-            switch record.data {
+            switch answers[index].data {
             case .ipv4(let bytes): address = IPAddressKey(bytes)
             case .ipv6(let bytes): address = IPAddressKey(bytes)
             default: continue
             }
             observations.append(ResolutionObservation(
-                address: address, name: queried, chain: chain, ttl: min(ttl, record.ttl), seenAtMicros: seenAtMicros))
+                address: address, name: queried, chain: chain, ttl: min(ttl, answers[index].ttl), seenAtMicros: seenAtMicros))
         }
         return ignored
     }
-}
-
-extension DNSResourceRecord {
-    fileprivate var isAddress: Bool { type == 1 || type == 28 }
 }
 
 extension String {
@@ -144,7 +142,18 @@ extension String {
 
     /// Whether self, lowercased in ASCII, equals `lowercased` (already lowercase).
     func equalsLowercased(_ lowercased: String) -> Bool {
+        if self == lowercased { return true }  // the usual case: names arrive in lowercase
         guard utf8.count == lowercased.utf8.count else { return false }
-        return zip(utf8, lowercased.utf8).allSatisfy { ($0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0) == $1 }
+        var mine = self
+        var theirs = lowercased
+        return mine.withUTF8 { left in
+            theirs.withUTF8 { right in
+                for index in 0..<left.count {
+                    let byte = left[index]
+                    if (byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte) != right[index] { return false }
+                }
+                return true
+            }
+        }
     }
 }
