@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests and the benchmark drive (Debian 12), skipping what is there.
 #   fstrm-bin: fstrm_replay / fstrm_capture (libfstrm, the Frame Streams reference)
-#   unbound: a real resolver sending dnstap;  dnsutils: dig;  dnsperf: load for the benchmark
+#   unbound: a real resolver sending dnstap (and the authoritative upstream of the others)
+#   knot-resolver, bind9, pdns-recursor, dnsdist: the other resolvers the tests drive
+#   dnsutils: dig;  dnsperf: load for the benchmark
 #   golang-github-dnstap-golang-dnstap-cli: golang-dnstap's `dnstap`, the benchmark's peer
 #   time: /usr/bin/time for peak memory;  python3: scripts/test_connection_limits.sh
 #   zlib1g-dev: zlib's headers, which the gzip of the HEC output (compress-nio) builds against
 #   openssl: makes the self-signed certificate of the HEC TLS test
 # Package scripts are kept from starting daemons while installing (unbound would take port 53).
 set -euo pipefail
-pkgs=(fstrm-bin unbound dnsutils dnsperf golang-github-dnstap-golang-dnstap-cli time python3 procps zlib1g-dev openssl)
+pkgs=(fstrm-bin unbound knot-resolver bind9 pdns-recursor dnsdist dnsutils dnsperf golang-github-dnstap-golang-dnstap-cli time python3 procps zlib1g-dev openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
