@@ -38,8 +38,9 @@ if [ "$(cat "$root/.packages" 2>/dev/null)" != "$packages" ]; then
   echo "$packages" | $sudo tee "$root/.packages" >/dev/null
 fi
 $sudo install -D -m 0755 "$binary" "$root/usr/local/bin/dnstap-forwarder"
-$sudo rm -rf "$root/var/run/dnstap"
-$sudo install -d -o 10053 -g 10053 -m 0770 "$root/var/run/dnstap" "$root/var/lib/dnstap-forwarder" "$root/var/log/dnstap-forwarder"
+# /var/run is a symlink to /run in the root: host-side paths go through /run.
+$sudo rm -rf "$root/run/dnstap"
+$sudo install -d -o 10053 -g 10053 -m 0770 "$root/run/dnstap" "$root/var/lib/dnstap-forwarder" "$root/var/log/dnstap-forwarder"
 echo "runtime root: $(du -sh "$root" | cut -f1), binary $(du -h "$binary" | cut -f1); libraries the binary needs:"
 $sudo chroot "$root" /usr/bin/env LD_TRACE_LOADED_OBJECTS=1 /usr/local/bin/dnstap-forwarder | awk '{ print "  " $1 }'
 
@@ -88,7 +89,7 @@ pid=$!
 for _ in $(seq 200); do grep -q 'listening for dnstap' "$log" 2>/dev/null && break; sleep 0.05; done
 grep -q 'listening for dnstap' "$log" || fail "the forwarder did not start inside the runtime root"
 $sudo chroot "$root" curl -fsS "http://127.0.0.1:$port/healthz" | grep -q '"ok"' || fail "the HEALTHCHECK command failed"
-fstrm_replay -t protobuf:dnstap.Dnstap -u "$root/var/run/dnstap/dnstap.sock" -r "$work/capture.fstrm"
+fstrm_replay -t protobuf:dnstap.Dnstap -u "$root/run/dnstap/dnstap.sock" -r "$work/capture.fstrm"
 $sudo kill -TERM "$pid"
 status=0; wait "$pid" || status=$?; pid=
 [ "$status" = 0 ] || fail "exit status $status after SIGTERM"
