@@ -27,8 +27,12 @@ func batch(_ range: Range<Int>) -> [ResolutionObservation] {
             ? IPAddressKey("10.\(index >> 16 & 0xFF).\(index >> 8 & 0xFF).\(index & 0xFF)")!
             : IPAddressKey("2001:db8::\(String(index >> 16, radix: 16)):\(String(index & 0xFFFF, radix: 16))")!
         let name = "host\(index).customer\(index % 97).example.com"
-        let chain = index % 3 == 0 ? ["www\(index).shop.example.net", "edge\(index).cdn.example.org", name] : [name]
-        return ResolutionObservation(address: address, name: chain[0], chain: chain, ttl: 300, seenAtMicros: now)
+        // Every third: www → edge (CNAME) → host; the others answer their own name.
+        return index % 3 == 0
+            ? ResolutionObservation(
+                address: address, name: "www\(index).shop.example.net", targets: ["edge\(index).cdn.example.org", name],
+                ttl: 300, seenAtMicros: now)
+            : ResolutionObservation(address: address, name: name, ttl: 300, seenAtMicros: now)
     }
 }
 
@@ -42,7 +46,7 @@ for start in stride(from: 0, to: entries, by: 10_000) {
         guard (start + offset) % 5 == 0 else { return nil }
         var other = observation
         other.name = "alias\(start + offset).example.com"
-        other.chain = [other.name]
+        other.targets = []
         return other
     }
     elapsed += clock.measure { map.record(observations) }

@@ -106,7 +106,8 @@ struct ResolutionExtractorTests {
 @Suite("resolution map: expiry, bound, concurrency")
 struct ResolutionMapTests {
     func observation(_ address: String, _ name: String, ttl: UInt32 = 300, at clock: ManualClock, chain: [String]? = nil) -> ResolutionObservation {
-        ResolutionObservation(address: IPAddressKey(address)!, name: name, chain: chain ?? [name], ttl: ttl, seenAtMicros: clock.micros)
+        ResolutionObservation(
+            address: IPAddressKey(address)!, name: name, targets: Array((chain ?? [name]).dropFirst()), ttl: ttl, seenAtMicros: clock.micros)
     }
 
     func map(capacity: Int = 1000, floor: Int64 = 0, ceiling: Int64 = 86_400, clock: ManualClock) -> ResolutionMap {

@@ -202,20 +202,15 @@ struct ResolutionShard {
     mutating func record(
         _ observation: ResolutionObservation, expiresAt: Int64, now: Int64, namesPerAddress: Int
     ) -> (inserted: Bool, evicted: Bool) {
-        let chain = observation.chain
-        func fresh() -> ResolvedName {
-            ResolvedName(
-                name: observation.name, targets: chain.count > 1 ? Array(chain.dropFirst()) : [],
-                expiresAtMicros: expiresAt, lastSeenMicros: now)
-        }
+        let fresh = ResolvedName(name: observation.name, targets: observation.targets, expiresAtMicros: expiresAt, lastSeenMicros: now)
         if let slot = slots[observation.address] {
             let index = Int(slot)
-            // Seen before (the usual case): renew it in place, without building anything.
-            if let existing = nodes[index].names.firstIndex(where: { $0.name == observation.name && $0.targets.elementsEqual(chain.dropFirst()) }) {
+            // Seen before (the usual case): renew it in place.
+            if let existing = nodes[index].names.firstIndex(where: { $0.name == fresh.name && $0.targets == fresh.targets }) {
                 nodes[index].names[existing].expiresAtMicros = expiresAt
                 nodes[index].names[existing].lastSeenMicros = now
             } else {
-                nodes[index].names.append(fresh())
+                nodes[index].names.append(fresh)
                 if nodes[index].names.count > namesPerAddress,
                    let first = nodes[index].names.indices.min(by: { nodes[index].names[$0].expiresAtMicros < nodes[index].names[$1].expiresAtMicros }) {
                     nodes[index].names.remove(at: first)
@@ -229,7 +224,7 @@ struct ResolutionShard {
             remove(tail)
             evicted = true
         }
-        let node = Node(key: observation.address, names: [fresh()], previous: -1, next: head)
+        let node = Node(key: observation.address, names: [fresh], previous: -1, next: head)
         let slot: Int32
         if let reused = free.popLast() {
             slot = reused
@@ -300,17 +295,6 @@ struct ResolutionMapSweeper: Service {
     let interval: Duration
 
     func run() async throws {
-        guard map.isEnabled else {
-            try? await gracefulShutdown()  // returning early would end the service group
-            return
-        }
-        while !Task.isShuttingDownGracefully {
-            do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-            } catch {
-                return
-            }
-            map.sweep()
-        }
+        await repeatUntilGracefulShutdown(every: map.isEnabled ? interval : nil) { map.sweep() }
     }
 }

@@ -57,18 +57,21 @@ public struct ResolutionObservation: Sendable, Equatable {
     public var address: IPAddressKey
     /// The queried name, lowercased.
     public var name: String
-    /// The CNAME chain from the queried name to the owner of the address (just `[name]` without
-    /// CNAMEs); its last element is the canonical name.
-    public var chain: [String]
+    /// The CNAME targets followed from `name` to the owner of the address (empty without CNAMEs,
+    /// so a plain answer allocates nothing for it).
+    public var targets: [String]
     /// The smallest TTL along the chain and of the address record, seconds.
     public var ttl: UInt32
     /// When the response was given (dnstap response time, else receipt), microseconds since the epoch.
     public var seenAtMicros: Int64
 
-    public init(address: IPAddressKey, name: String, chain: [String], ttl: UInt32, seenAtMicros: Int64) {
+    /// From the queried name to the owner of the address; the last one is the canonical name.
+    public var chain: [String] { [name] + targets }
+
+    public init(address: IPAddressKey, name: String, targets: [String] = [], ttl: UInt32, seenAtMicros: Int64) {
         self.address = address
         self.name = name
-        self.chain = chain
+        self.targets = targets
         self.ttl = ttl
         self.seenAtMicros = seenAtMicros
     }
@@ -97,7 +100,7 @@ public enum ResolutionExtractor {
         guard (0..<count).contains(where: { answers[$0].type == 1 || answers[$0].type == 28 }) else { return 0 }
 
         let queried = question.name.asciiLowercased()
-        var chain = [queried]
+        var targets: [String] = []
         var ttl = UInt32.max
         var current = queried
         // Follow the chain: RR order is not guaranteed, so look through every answer each hop.
@@ -105,8 +108,8 @@ public enum ResolutionExtractor {
             for index in 0..<count where answers[index].type == 5 && answers[index].rrclass == 1 {
                 guard case .name(let target) = answers[index].data, answers[index].name.equalsLowercased(current) else { continue }
                 let next = target.asciiLowercased()
-                if chain.contains(next) { break hops }  // a loop: keep what we have
-                chain.append(next)
+                if next == queried || targets.contains(next) { break hops }  // a loop: keep what we have
+                targets.append(next)
                 ttl = min(ttl, answers[index].ttl)
                 current = next
                 continue hops
@@ -127,7 +130,7 @@ public enum ResolutionExtractor {
             default: continue
             }
             observations.append(ResolutionObservation(
-                address: address, name: queried, chain: chain, ttl: min(ttl, answers[index].ttl), seenAtMicros: seenAtMicros))
+                address: address, name: queried, targets: targets, ttl: min(ttl, answers[index].ttl), seenAtMicros: seenAtMicros))
         }
         return ignored
     }
