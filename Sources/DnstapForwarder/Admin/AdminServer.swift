@@ -19,10 +19,9 @@ public final class AdminServer: Service, Sendable {
     private let logger: Logger
     private let state = Mutex(State())
 
+    private let bound = Published<SocketAddress>()
+
     private struct State {
-        var address: SocketAddress?
-        var failure: (any Error)?
-        var waiters: [CheckedContinuation<SocketAddress, any Error>] = []
         var server: (any Channel)?
         var open: [ObjectIdentifier: any Channel] = [:]
     }
@@ -36,15 +35,7 @@ public final class AdminServer: Service, Sendable {
 
     /// The address actually bound (port 0 becomes the real port), once listening.
     public func boundAddress() async throws -> SocketAddress {
-        try await withCheckedThrowingContinuation { continuation in
-            let result = state.withLock { state -> Result<SocketAddress, any Error>? in
-                if let address = state.address { return .success(address) }
-                if let failure = state.failure { return .failure(failure) }
-                state.waiters.append(continuation)
-                return nil
-            }
-            if let result { continuation.resume(with: result) }
-        }
+        try await bound.value()
     }
 
     public func run() async throws {
@@ -63,23 +54,13 @@ public final class AdminServer: Service, Sendable {
                 }
         } catch {
             let failure = AdminServerError.cannotListen(address, "\(error)")
-            let waiters = state.withLock { state in
-                state.failure = failure
-                defer { state.waiters = [] }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume(throwing: failure) }
+            bound.publish(.failure(failure))
             throw failure
         }
-        let bound = server.channel.localAddress!
-        let waiters = state.withLock { state in
-            state.address = bound
-            state.server = server.channel
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume(returning: bound) }
-        logger.info("admin API listening", metadata: ["address": "\(bound)"])
+        let local = server.channel.localAddress!
+        state.withLock { $0.server = server.channel }
+        bound.publish(.success(local))
+        logger.info("admin API listening", metadata: ["address": "\(local)"])
 
         try await withGracefulShutdownHandler {
             try await server.executeThenClose { inbound in

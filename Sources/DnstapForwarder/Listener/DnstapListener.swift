@@ -46,15 +46,9 @@ public final class DnstapListener: Service {
     private let shutdown: ShutdownCoordinator
     private let group: any EventLoopGroup
     private let logger: Logger
-    private let bound = Mutex<BindState>(BindState())
+    private let bound = Published<[SocketAddress]>()
+    private let servers = Mutex<[any Channel]>([])
     private let rejectionLog = Mutex(RateLimitedLog(interval: .seconds(1), burst: 10))
-
-    private struct BindState {
-        var addresses: [SocketAddress]?
-        var waiters: [CheckedContinuation<[SocketAddress], any Error>] = []
-        var failure: (any Error)?
-        var servers: [any Channel] = []
-    }
 
     public init(
         settings: Settings, registry: ConnectionRegistry, buffer: EventBuffer, statistics: ForwarderStatistics,
@@ -73,20 +67,12 @@ public final class DnstapListener: Service {
 
     /// The addresses actually bound (TCP port 0 becomes the real port), once listening.
     public func boundAddresses() async throws -> [SocketAddress] {
-        try await withCheckedThrowingContinuation { continuation in
-            let result = bound.withLock { state -> Result<[SocketAddress], any Error>? in
-                if let addresses = state.addresses { return .success(addresses) }
-                if let failure = state.failure { return .failure(failure) }
-                state.waiters.append(continuation)
-                return nil
-            }
-            if let result { continuation.resume(with: result) }
-        }
+        try await bound.value()
     }
 
     /// Whether every listener is bound and accepting (false before binding and once shutting down).
     public var isListening: Bool {
-        !shutdown.isShuttingDown && bound.withLock { $0.addresses != nil && $0.servers.allSatisfy(\.isActive) }
+        !shutdown.isShuttingDown && bound.hasValue && servers.withLock { $0.allSatisfy(\.isActive) }
     }
 
     public func run() async throws {
@@ -94,22 +80,11 @@ public final class DnstapListener: Service {
         do {
             servers = try await bindAll()
         } catch {
-            let waiters = bound.withLock { state in
-                state.failure = error
-                defer { state.waiters = [] }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume(throwing: error) }
+            bound.publish(.failure(error))
             throw error
         }
-        let addresses = servers.compactMap { $0.channel.localAddress }
-        let waiters = bound.withLock { state in
-            state.addresses = addresses
-            state.servers = servers.map(\.channel)
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume(returning: addresses) }
+        self.servers.withLock { $0 = servers.map(\.channel) }
+        bound.publish(.success(servers.compactMap { $0.channel.localAddress }))
         logger.info(
             "listening for dnstap",
             metadata: ["addresses": "\(settings.addresses.map(\.description).joined(separator: ", "))",
@@ -348,7 +323,7 @@ public final class DnstapListener: Service {
                 if now >= started + drainWindow {
                     for record in records { record.requestClose(.shutdown) }
                 }
-                if records.isEmpty && bound.withLock({ $0.servers.allSatisfy { !$0.isActive } }) { return }
+                if records.isEmpty && servers.withLock({ $0.allSatisfy { !$0.isActive } }) { return }
                 continue
             }
             for record in records {
@@ -363,7 +338,7 @@ public final class DnstapListener: Service {
 
     private func stopAccepting() {
         shutdown.begin()
-        let servers = bound.withLock { $0.servers }
+        let servers = self.servers.withLock { $0 }
         for server in servers { server.close(promise: nil) }
         removeSocketFiles()
         logger.info(
