@@ -11,19 +11,7 @@ public struct StatisticsReporter: Service {
     let logger: Logger
 
     public func run() async throws {
-        guard let interval else {
-            try? await gracefulShutdown()
-            return
-        }
-        while !Task.isShuttingDownGracefully {
-            do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-            } catch {
-                return
-            }
-            if Task.isShuttingDownGracefully { return }
-            logger.info("statistics", metadata: metadata())
-        }
+        await repeatUntilGracefulShutdown(every: interval) { logger.info("statistics", metadata: metadata()) }
     }
 
     /// Every counter, as log metadata.
@@ -49,5 +37,23 @@ public struct StatisticsReporter: Service {
 
     private static func list<Reason: RawRepresentable<String> & Hashable>(_ reasons: [Reason], _ counts: [Reason: Int]) -> String {
         reasons.compactMap { reason in counts[reason].map { "\(reason.rawValue)=\($0)" } }.joined(separator: ",")
+    }
+}
+
+/// Runs `work` every `interval` until the service group shuts down gracefully. With no interval it
+/// only waits for the shutdown (a service that returns early would end the whole group).
+func repeatUntilGracefulShutdown(every interval: Duration?, _ work: () -> Void) async {
+    guard let interval else {
+        try? await gracefulShutdown()
+        return
+    }
+    while !Task.isShuttingDownGracefully {
+        do {
+            try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        } catch {
+            return
+        }
+        if Task.isShuttingDownGracefully { return }
+        work()
     }
 }
