@@ -278,20 +278,17 @@ struct StatsBody: Encodable {
     }
 }
 
-/// RFC 3339 UTC timestamps with microseconds, as the events carry them.
+/// RFC 3339 UTC timestamps with microseconds, as the events carry them (same calendar as the
+/// events' `JSONObjectWriter` timestamps).
 enum RFC3339 {
     static func string(micros value: Int64) -> String {
-        let seconds = value >= 0 ? value / 1_000_000 : (value - 999_999) / 1_000_000
-        let micros = value - seconds * 1_000_000
-        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
-        let secondOfDay = seconds - days * 86_400
-        let (year, month, day) = CivilDate.from(daysSinceEpoch: days)
+        let time = UTCTime(micros: value)
         func pad(_ value: Int64, _ digits: Int) -> String {
             let text = String(value)
             return String(repeating: "0", count: max(0, digits - text.count)) + text
         }
-        let date = pad(year, 4) + "-" + pad(Int64(month), 2) + "-" + pad(Int64(day), 2)
-        let time = pad(secondOfDay / 3600, 2) + ":" + pad(secondOfDay / 60 % 60, 2) + ":" + pad(secondOfDay % 60, 2)
-        return date + "T" + time + "." + pad(micros, 6) + "Z"
+        let date = pad(time.year, 4) + "-" + pad(Int64(time.month), 2) + "-" + pad(Int64(time.day), 2)
+        let clock = pad(time.hour, 2) + ":" + pad(time.minute, 2) + ":" + pad(time.second, 2)
+        return date + "T" + clock + "." + pad(time.microsecond, 6) + "Z"
     }
 }

@@ -130,24 +130,20 @@ final class JSONObjectWriter {
     func field(_ name: StaticString, timestampMicros value: Int64) {
         key(name)
         append(UInt8(ascii: "\""))
-        let seconds = value >= 0 ? value / 1_000_000 : (value - 999_999) / 1_000_000
-        let micros = value - seconds * 1_000_000
-        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
-        let secondOfDay = seconds - days * 86_400
-        let (year, month, day) = CivilDate.from(daysSinceEpoch: days)
-        writePadded(UInt64(clamping: year), digits: 4)
+        let time = UTCTime(micros: value)
+        writePadded(UInt64(clamping: time.year), digits: 4)
         append(UInt8(ascii: "-"))
-        writePadded(UInt64(month), digits: 2)
+        writePadded(UInt64(time.month), digits: 2)
         append(UInt8(ascii: "-"))
-        writePadded(UInt64(day), digits: 2)
+        writePadded(UInt64(time.day), digits: 2)
         append(UInt8(ascii: "T"))
-        writePadded(UInt64(secondOfDay / 3600), digits: 2)
+        writePadded(UInt64(time.hour), digits: 2)
         append(UInt8(ascii: ":"))
-        writePadded(UInt64(secondOfDay / 60 % 60), digits: 2)
+        writePadded(UInt64(time.minute), digits: 2)
         append(UInt8(ascii: ":"))
-        writePadded(UInt64(secondOfDay % 60), digits: 2)
+        writePadded(UInt64(time.second), digits: 2)
         append(UInt8(ascii: "."))
-        writePadded(UInt64(micros), digits: 6)
+        writePadded(UInt64(time.microsecond), digits: 6)
         append(static: "Z\"")
     }
 
@@ -337,6 +333,28 @@ enum UTF8Validation {
             position = bytes.index(after: position)
         }
         return length
+    }
+}
+
+/// A UTC calendar time from microseconds since the epoch (negative values count back from 1970).
+struct UTCTime {
+    var year: Int64
+    var month: Int
+    var day: Int
+    var hour: Int64
+    var minute: Int64
+    var second: Int64
+    var microsecond: Int64
+
+    init(micros value: Int64) {
+        let seconds = value >= 0 ? value / 1_000_000 : (value - 999_999) / 1_000_000
+        microsecond = value - seconds * 1_000_000
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secondOfDay = seconds - days * 86_400
+        (year, month, day) = CivilDate.from(daysSinceEpoch: days)
+        hour = secondOfDay / 3600
+        minute = secondOfDay / 60 % 60
+        second = secondOfDay % 60
     }
 }
 

@@ -93,14 +93,20 @@ public final class JSONLinesSink: EventSink {
         threadPool.start()
     }
 
-    public func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws -> SinkResult {
-        var lines = ByteBufferAllocator().buffer(capacity: events.reduce(0) { $0 + $1.json.readableBytes + 1 })
+    /// The events as lines, each optionally preceded by `prefix(event)` (a syslog header).
+    static func lines(_ events: [ForwardedEvent], prefixBytes: Int = 0, prefix: ((ForwardedEvent) -> String)? = nil) -> ByteBuffer {
+        var lines = ByteBufferAllocator().buffer(capacity: events.reduce(0) { $0 + $1.json.readableBytes + 1 + prefixBytes })
         for event in events {
+            if let prefix { lines.writeString(prefix(event)) }
             lines.writeImmutableBuffer(event.json)
             lines.writeInteger(UInt8(ascii: "\n"))
         }
+        return lines
+    }
+
+    public func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws -> SinkResult {
         let fd = fileDescriptor
-        let frozen = lines
+        let frozen = Self.lines(events)
         try await threadPool.runIfActive(eventLoop: eventLoop) {
             try frozen.withUnsafeReadableBytes { try Self.writeAll(fd, $0) }
         }.get(abandoningWhen: abandon)

@@ -121,18 +121,13 @@ public final class FileSink: EventSink {
     // MARK: - Rendering
 
     private func render(_ events: [ForwardedEvent]) -> ByteBuffer {
-        let overhead = settings.format == .syslog ? 96 : 1
-        var lines = ByteBufferAllocator().buffer(capacity: events.reduce(0) { $0 + $1.json.readableBytes + overhead })
-        for event in events {
-            if settings.format == .syslog {
-                // RFC 5424: <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG.
-                // PRI 134 = facility local0 (16) * 8 + severity informational (6).
-                lines.writeString("<134>1 \(RFC3339.string(micros: event.timeMicros)) \(settings.hostname) dnstap-forwarder \(processID) dnstap - ")
-            }
-            lines.writeImmutableBuffer(event.json)
-            lines.writeInteger(UInt8(ascii: "\n"))
+        guard settings.format == .syslog else { return JSONLinesSink.lines(events) }
+        // RFC 5424: <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG.
+        // PRI 134 = facility local0 (16) * 8 + severity informational (6).
+        let fixed = " \(settings.hostname) dnstap-forwarder \(processID) dnstap - "
+        return JSONLinesSink.lines(events, prefixBytes: 40 + fixed.utf8.count) { event in
+            "<134>1 " + RFC3339.string(micros: event.timeMicros) + fixed
         }
-        return lines
     }
 
     // MARK: - Writing (on the sink's own thread)
