@@ -119,14 +119,14 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         guard !config.listenAddresses.isEmpty else {
             throw ConfigurationError.invalid("nothing to listen on: give -unix-socket PATH and/or -tcp-listen HOST:PORT")
         }
-        config.bufferSize = try ValueParsing.positiveInteger(value(.bufferSize)!, setting: .bufferSize, range: 1...10_000_000)
-        config.batchSize = try ValueParsing.positiveInteger(value(.batchSize)!, setting: .batchSize, range: 1...1_000_000)
+        config.bufferSize = try ValueParsing.integer(value(.bufferSize)!, setting: .bufferSize, range: 1...10_000_000)
+        config.batchSize = try ValueParsing.integer(value(.batchSize)!, setting: .batchSize, range: 1...1_000_000)
         if config.batchSize > config.bufferSize {
             throw ConfigurationError.invalid(
                 "-batch-size (\(config.batchSize)) must not exceed -buffer-size (\(config.bufferSize))")
         }
         if let cap = given(.maxConnections), !cap.isEmpty, cap.lowercased() != "auto", cap != "0" {
-            config.maxConnections = try ValueParsing.positiveInteger(cap, setting: .maxConnections, range: 1...100_000)
+            config.maxConnections = try ValueParsing.integer(cap, setting: .maxConnections, range: 1...100_000)
             config.maxConnectionsIsAuto = false
         } else {
             config.maxConnections = automaticMaxConnections(bufferSize: config.bufferSize)
@@ -171,8 +171,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         if config.file.maxFileBytes < 1024 {
             throw ConfigurationError.invalidValue(.maxFileSize, fileSize, "must be at least 1KiB")
         }
-        let keep = value(.maxFiles)!.trimmingSpaces()
-        config.file.maxFiles = keep == "0" ? 0 : try ValueParsing.positiveInteger(keep, setting: .maxFiles, range: 1...100_000)
+        config.file.maxFiles = try ValueParsing.integer(value(.maxFiles)!, setting: .maxFiles, range: 0...100_000)
         config.file.pattern = value(.filePattern)!
         if !config.file.pattern.contains("{n}") && !config.file.pattern.contains("{time}") {
             throw ConfigurationError.invalidValue(.filePattern, config.file.pattern, "must contain {n} or {time}")
@@ -197,7 +196,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         if config.hec.retryInitialDelay == .zero || config.hec.retryMaxDelay < config.hec.retryInitialDelay {
             throw ConfigurationError.invalid("-hec-retry-initial-delay must be above 0 and at most -hec-retry-max-delay")
         }
-        config.hec.maxInFlight = try ValueParsing.positiveInteger(value(.hecMaxInFlight)!, setting: .hecMaxInFlight, range: 1...64)
+        config.hec.maxInFlight = try ValueParsing.integer(value(.hecMaxInFlight)!, setting: .hecMaxInFlight, range: 1...64)
         config.hec.deadLetterPath = given(.hecDLQPath).flatMap { $0.isEmpty ? nil : $0 }
         if try ValueParsing.boolean(value(.hecPersistentBuf)!, setting: .hecPersistentBuf) {
             config.hec.spoolPath = value(.hecBufPath)!
@@ -234,8 +233,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         if config.activity.clientTTL < .seconds(1) {
             throw ConfigurationError.invalidValue(.adminClientTTL, value(.adminClientTTL)!, "must be at least 1s")
         }
-        let mapSize = value(.resolutionMapSize)!.trimmingSpaces()
-        config.resolutionMap.capacity = mapSize == "0" ? 0 : try ValueParsing.positiveInteger(mapSize, setting: .resolutionMapSize, range: 1...50_000_000)
+        config.resolutionMap.capacity = try ValueParsing.integer(value(.resolutionMapSize)!, setting: .resolutionMapSize, range: 0...50_000_000)
         config.resolutionMap.ttlFloor = try ValueParsing.duration(value(.resolutionTTLMin)!, setting: .resolutionTTLMin)
         config.resolutionMap.ttlCeiling = try ValueParsing.duration(value(.resolutionTTLMax)!, setting: .resolutionTTLMax)
         if config.resolutionMap.ttlCeiling < config.resolutionMap.ttlFloor || config.resolutionMap.ttlCeiling == .zero {

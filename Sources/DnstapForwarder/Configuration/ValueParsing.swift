@@ -37,7 +37,7 @@ enum ValueParsing {
         return value * scale
     }
 
-    static func positiveInteger(_ text: String, setting: Setting, range: ClosedRange<Int>) throws -> Int {
+    static func integer(_ text: String, setting: Setting, range: ClosedRange<Int>) throws -> Int {
         guard let value = Int(text.trimmingSpaces()), range.contains(value) else {
             throw ConfigurationError.invalidValue(setting, text, "expected a whole number from \(range.lowerBound) to \(range.upperBound)")
         }
