@@ -100,11 +100,7 @@ struct AdminAPITests {
             [0xFF, 0xFF, 0xFF],  // not a protobuf: one decode error
         ] + DnstapBuilder.pairs(20, prefix: "n", suffix: ".test").payloads
         let ((), summary) = try await withForwarder { forwarder in
-            let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
-            try await client.handshake()
-            try await client.sendData(payloads)
-            try await client.send(FrameStreamsTestClient.stop)
-            _ = await client.waitForClose()
+            try await sendSession(payloads, to: forwarder)
             await forwarder.application.registry.waitUntilActive(atMost: 0)
 
             let resolved = try await forwarder.admin("/v1/resolve/2001:db8::42")

@@ -22,11 +22,7 @@ struct FileOutputTests {
             config.file.maxFiles = 100
             config.batchSize = 50
         }, sink: nil) { forwarder in
-            let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
-            try await client.handshake()
-            try await client.sendData(payloads)
-            try await client.send(FrameStreamsTestClient.stop)
-            _ = await client.waitForClose()
+            try await sendSession(payloads, to: forwarder)
         }
         #expect(summary.eventsOut == 2000)
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasPrefix("dnstap.log") }
@@ -59,11 +55,7 @@ struct FileOutputTests {
             config.file.pattern = "{path}-{time}"
             config.batchSize = 20
         }, sink: nil) { forwarder in
-            let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
-            try await client.handshake()
-            try await client.sendData(DnstapBuilder.pairs(1000, prefix: "t", suffix: ".test").payloads)
-            try await client.send(FrameStreamsTestClient.stop)
-            _ = await client.waitForClose()
+            try await sendSession(DnstapBuilder.pairs(1000, prefix: "t", suffix: ".test").payloads, to: forwarder)
         }
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasPrefix("tap.json") }
         let rotated = files.filter { $0 != "tap.json" }
@@ -82,11 +74,7 @@ struct FileOutputTests {
             config.file.format = .syslog
             config.file.hostname = "resolver-1"
         }, sink: nil) { forwarder in
-            let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
-            try await client.handshake()
-            try await client.sendData(DnstapBuilder.pairs(2, prefix: "s", suffix: ".test").payloads)
-            try await client.send(FrameStreamsTestClient.stop)
-            _ = await client.waitForClose()
+            try await sendSession(DnstapBuilder.pairs(2, prefix: "s", suffix: ".test").payloads, to: forwarder)
         }
         let lines = Self.lines(path).dropLast()
         #expect(lines.count == 2)

@@ -26,11 +26,8 @@ struct HECTests {
 
     /// Sends `count` messages (CQ/CR pairs) on one connection and ends the stream cleanly.
     static func send(_ count: Int, to forwarder: RunningForwarder, prefix: String = "h") async throws -> Set<String> {
-        let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
-        #expect(try await client.handshake() == .accept)
         let (payloads, names) = DnstapBuilder.pairs(count, prefix: prefix, suffix: ".hec.test")
-        try await client.sendData(payloads)
-        #expect(try await client.stop() == .finish)
+        try await sendSession(payloads, to: forwarder)
         return names
     }
 

@@ -3,6 +3,7 @@ import DnstapForwarderTesting
 import Foundation
 import Logging
 import NIOCore
+import Synchronization
 import Testing
 
 /// A forwarder running in this process with an in-memory sink.
@@ -65,21 +66,49 @@ func withForwarder<Result: Sendable>(
 }
 
 /// Fails with `TestError.timedOut` if `body` takes longer than `seconds`: a guard so a broken
-/// build fails instead of hanging CI, never a way to wait for something.
+/// build fails instead of hanging CI, never a way to wait for something (the body waits on events).
+/// The bound holds even when `body` is stuck in something that ignores cancellation (a child
+/// process that never exits): the test fails at the bound instead of waiting for it.
 func within<T: Sendable>(_ seconds: Double, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: .seconds(seconds))
-            return nil
+    let race = BoundedWait<T>()
+    return try await withCheckedThrowingContinuation { continuation in
+        race.waiting.withLock { $0 = continuation }
+        race.timer.withLock {
+            $0 = Task {
+                guard (try? await Task.sleep(for: .seconds(seconds))) != nil else { return }  // cancelled: done in time
+                race.work.withLock { $0 }?.cancel()
+                race.finish(with: .failure(TestError.timedOut(what)))
+            }
         }
-        guard let first = try await group.next(), let value = first else {
-            group.cancelAll()
-            throw TestError.timedOut(what)
+        race.work.withLock {
+            $0 = Task {
+                let result: Result<T, any Error>
+                do { result = .success(try await body()) } catch { result = .failure(error) }
+                race.finish(with: result)
+            }
         }
-        group.cancelAll()
-        return value
     }
+}
+
+/// `within`'s shared state: whichever of the body and the bound finishes first resumes the caller.
+private final class BoundedWait<T: Sendable>: Sendable {
+    let waiting = Mutex<CheckedContinuation<T, any Error>?>(nil)
+    let timer = Mutex<Task<Void, Never>?>(nil)
+    let work = Mutex<Task<Void, Never>?>(nil)
+
+    func finish(with result: Result<T, any Error>) {
+        guard let continuation = waiting.withLock({ $0.take() }) else { return }
+        timer.withLock { $0 }?.cancel()
+        continuation.resume(with: result)
+    }
+}
+
+/// One complete bidirectional session: READY/ACCEPT/START, the payloads, STOP, and FINISH back.
+func sendSession(_ payloads: [[UInt8]], to forwarder: RunningForwarder) async throws {
+    let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+    #expect(try await client.handshake() == .accept)
+    try await client.sendData(payloads)
+    #expect(try await client.stop() == .finish)
 }
 
 /// A short directory under /tmp (unix socket paths must stay under ~104 bytes), removed on deinit.
