@@ -38,7 +38,8 @@ struct ConnectionActivityTrackerTests {
 
     func receive(_ record: ConnectionRecord, frames: Int) {
         record.frames.add(frames, ordering: .relaxed)
-        record.noteActivity(bytes: frames * 100)
+        record.noteReceived(bytes: frames * 100)
+        record.noteActivity()
     }
 
     @Test("two clients polling at different rates each get complete, non-overlapping deltas")

@@ -71,6 +71,28 @@ struct ConnectionManagementTests {
         }
     }
 
+    @Test("a peer trickling bytes without ever completing a frame is idle: closed by the idle timeout")
+    func trickle() async throws {
+        _ = try await withForwarder({ $0.idleTimeout = .milliseconds(300); $0.handshakeTimeout = .seconds(5) }) { forwarder in
+            let slow = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            #expect(try await slow.handshake() == .accept)
+            // A data frame announced as 1000 bytes, then its bytes one at a time, each well inside
+            // the idle timeout. The pause paces the sender (a slow peer); nothing waits on it.
+            try await slow.send([0, 0, 0x03, 0xE8])
+            let trickling = Task {
+                for _ in 0..<1000 {
+                    guard (try? await slow.send([0x41])) != nil else { return }
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            try await within(10, "the idle timeout") { await slow.waitForClose() }
+            trickling.cancel()
+            await forwarder.application.registry.waitUntilActive(atMost: 0)
+            #expect(forwarder.statistics.closedByReason[.idleTimeout] == 1)
+            return ()
+        }
+    }
+
     @Test("garbage, bad handshakes and oversized frames affect only their own connection")
     func badInputIsolated() async throws {
         _ = try await withForwarder({ $0.maxFrameSize = 1024 }) { forwarder in
@@ -122,16 +144,21 @@ struct ConnectionManagementTests {
         }
     }
 
-    @Test("when the output stalls, connections stop reading; nothing is dropped")
+    @Test("when the output stalls, connections stop reading, logged and counted; nothing is dropped")
     func backpressure() async throws {
         let sink = InMemorySink()
         sink.hold()
         let total = 400
-        _ = try await withForwarder({ $0.bufferSize = 50; $0.batchSize = 10; $0.maxConnections = 10 }, sink: sink) { forwarder in
+        let recorder = LogRecorder()
+        _ = try await withForwarder(
+            { $0.bufferSize = 50; $0.batchSize = 10; $0.maxConnections = 10 }, sink: sink, logger: recorder.logger()
+        ) { forwarder in
             let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
             #expect(try await client.handshake() == .accept)
             try await client.sendData(DnstapBuilder.pairs(total, prefix: "bp", suffix: ".test").payloads)
             try await within(30, "the sink to be called") { await sink.waitUntilWriteStarted() }
+            try await within(30, "the buffer-full line") { await recorder.waitFor("event buffer full") }
+            #expect(forwarder.statistics.bufferFullPauses.load(ordering: .relaxed) >= 1)
             #expect(forwarder.application.buffer.fill <= 50, "the buffer never holds more than its size")
             sink.release()
             try await within(60, "events") { await sink.waitForCount(total) }

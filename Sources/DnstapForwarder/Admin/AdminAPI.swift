@@ -204,6 +204,7 @@ struct StatsBody: Encodable {
         var max: Int
         var accepted: Int
         var rejected: Int
+        var accept_errors: Int
         var closed: [String: Int]
     }
 
@@ -225,6 +226,7 @@ struct StatsBody: Encodable {
     struct Buffer: Encodable {
         var fill: Int
         var capacity: Int
+        var full_pauses: Int
     }
 
     struct Map: Encodable {
@@ -257,6 +259,7 @@ struct StatsBody: Encodable {
             active: api.registry.active, max: api.registry.maxConnections,
             accepted: statistics.connectionsAccepted.load(ordering: .relaxed),
             rejected: statistics.connectionsRejected.load(ordering: .relaxed),
+            accept_errors: statistics.acceptErrors.load(ordering: .relaxed),
             closed: Dictionary(uniqueKeysWithValues: CloseReason.allCases.map { ($0.rawValue, statistics.closedByReason[$0] ?? 0) }))
         frames = statistics.frames.load(ordering: .relaxed)
         bytes = statistics.bytes.load(ordering: .relaxed)
@@ -270,7 +273,9 @@ struct StatsBody: Encodable {
             dropped: Dictionary(uniqueKeysWithValues: DropReason.allCases.map { ($0.rawValue, dropped[$0] ?? 0) }),
             output_retries: statistics.outputRetries.load(ordering: .relaxed), spooled: statistics.spooledTotal,
             spool_pending: statistics.spoolPending)
-        buffer = Buffer(fill: api.buffer.fill, capacity: api.buffer.capacity)
+        buffer = Buffer(
+            fill: api.buffer.fill, capacity: api.buffer.capacity,
+            full_pauses: api.statistics.bufferFullPauses.load(ordering: .relaxed))
         let map = api.resolutionMap.statistics
         resolution_map = Map(
             entries: map.entries, capacity: map.capacity, hits: map.hits, misses: map.misses, insertions: map.insertions,

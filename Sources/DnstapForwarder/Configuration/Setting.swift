@@ -158,7 +158,7 @@ public enum Setting: String, CaseIterable, Sendable {
         case .maxConnections: return "Most concurrent dnstap connections; more are accepted, logged, counted and closed."
         case .maxFrameSize: return "Largest data frame; a larger one is skipped and counted (bytes, or with K/KiB/M/MiB)."
         case .handshakeTimeout: return "Close a connection that has not completed READY/ACCEPT/START by then."
-        case .idleTimeout: return "Close a connection that has sent nothing for this long (0: never)."
+        case .idleTimeout: return "Close a connection that has sent no whole frame for this long (0: never)."
         case .bufferSize: return "Events held between the connections and the output; when full, connections stop reading."
         case .batchSize: return "Events written per batch."
         case .flushInterval: return "Longest time an event waits for its batch (seconds, or with ms/s/m)."

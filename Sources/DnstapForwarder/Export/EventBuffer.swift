@@ -9,6 +9,7 @@ import Synchronization
 public final class EventBuffer: Sendable {
     public let capacity: Int
     private let timerLoop: any EventLoop
+    private let onPause: @Sendable () -> Void
     private let state: Mutex<State>
 
     private struct State: ~Copyable {
@@ -24,9 +25,12 @@ public final class EventBuffer: Sendable {
 
     }
 
-    public init(capacity: Int, timerLoop: any EventLoop) {
+    /// - Parameter onPause: called each time a producer finds the buffer full and waits (outside
+    ///   the buffer's lock), so the pause can be counted and logged.
+    public init(capacity: Int, timerLoop: any EventLoop, onPause: @escaping @Sendable () -> Void = {}) {
         self.capacity = capacity
         self.timerLoop = timerLoop
+        self.onPause = onPause
         self.state = Mutex(State())
     }
 
@@ -52,7 +56,10 @@ public final class EventBuffer: Sendable {
             wake?.resume()
             index += taken
             if closed || Task.isCancelled { return events.count - index }
-            if index < events.count { await waitForRoom() }
+            if index < events.count {
+                onPause()
+                await waitForRoom()
+            }
         }
         return 0
     }

@@ -43,15 +43,20 @@ public final class ConnectionRecord: Sendable {
     }
 
     public var lastActivity: NIODeadline { .uptimeNanoseconds(UInt64(lastActivityNanos.load(ordering: .relaxed))) }
-    /// Wall-clock time of the last byte received, microseconds since the epoch.
+    /// Wall-clock time of the last whole frame received, microseconds since the epoch.
     public var lastActivityMicros: Int64 { startedAtMicros + (lastActivity - startedAt).nanoseconds / 1000 }
     public var isHandshakeComplete: Bool { handshakeDone.load(ordering: .relaxed) }
     /// Whether the connection is parked because the buffer is full (not idle: held back by us).
     public var isWaitingForRoom: Bool { waitingForRoom.load(ordering: .relaxed) }
     public var closeRequest: CloseReason? { requestedClose.withLock { $0 } }
 
-    func noteActivity(bytes count: Int, now: NIODeadline = .now()) {
+    func noteReceived(bytes count: Int) {
         bytes.add(count, ordering: .relaxed)
+    }
+
+    /// A whole frame arrived. Only frames count as activity for the idle timeout: a peer that
+    /// trickles bytes without ever completing a frame is idle, and does not keep its slot.
+    func noteActivity(now: NIODeadline = .now()) {
         lastActivityNanos.store(now.uptimeNanoseconds.clampedInt64, ordering: .relaxed)
     }
 

@@ -127,7 +127,14 @@ public final class DnstapListener: Service {
     }
 
     private func bind(_ address: ListenAddress) async throws -> NIOAsyncChannel<Accepted, Never> {
+        let statistics = statistics
+        let logger = logger
         let bootstrap = ServerBootstrap(group: group)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptErrorReporter(statistics: statistics, logger: logger))
+                }
+            }
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)

@@ -30,7 +30,7 @@ struct FrameStreamsSession {
 
     /// Processes one read.
     mutating func receive(_ bytes: ByteBuffer) -> Outcome {
-        record.noteActivity(bytes: bytes.readableBytes)
+        record.noteReceived(bytes: bytes.readableBytes)
         return decodeFrames(bytes: bytes.readableBytes, errorReason: .protocolError) { processor, handle in
             try processor.process(buffer: bytes, handle)
         }
@@ -54,13 +54,16 @@ struct FrameStreamsSession {
         _ feed: (NIOSingleStepByteToMessageProcessor<FrameStreamsDecoder>, (FrameStreamsFrame) throws -> Void) throws -> Void
     ) -> Outcome {
         var outcome = Outcome()
+        var sawFrame = false
         do {
             try feed(processor) { frame in
+                sawFrame = true
                 if outcome.end == nil { handle(frame, into: &outcome) }
             }
         } catch {
             outcome.end = outcome.end ?? (errorReason, describe(error))
         }
+        if sawFrame { record.noteActivity() }
         record.frames.add(outcome.frames.count, ordering: .relaxed)
         statistics.received(frames: outcome.frames.count, bytes: bytes)
         return outcome

@@ -22,6 +22,8 @@ public enum DropReason: String, CaseIterable, Sendable {
 public final class ForwarderStatistics: Sendable {
     public let connectionsAccepted = Atomic<Int>(0)
     public let connectionsRejected = Atomic<Int>(0)
+    /// Errors accepting a connection (e.g. EMFILE): the listener pauses a second and goes on.
+    public let acceptErrors = Atomic<Int>(0)
     public let frames = Atomic<Int>(0)
     public let bytes = Atomic<Int>(0)
     public let oversizedFrames = Atomic<Int>(0)
@@ -30,6 +32,8 @@ public final class ForwarderStatistics: Sendable {
     public let eventsQueued = Atomic<Int>(0)
     public let eventsOut = Atomic<Int>(0)
     public let outputRetries = Atomic<Int>(0)
+    /// Times a connection found the buffer full and stopped reading until there was room.
+    public let bufferFullPauses = Atomic<Int>(0)
     private let spooledEvents = Atomic<Int>(0)
     private let spoolPendingSource = Mutex<(@Sendable () -> Int)?>(nil)
     private let closed = Mutex<[CloseReason: Int]>([:])
@@ -37,11 +41,13 @@ public final class ForwarderStatistics: Sendable {
 
     private let metricAccepted: Counter
     private let metricRejected: Counter
+    private let metricAcceptErrors: Counter
     private let metricFrames: Counter
     private let metricBytes: Counter
     private let metricEventsQueued: Counter
     private let metricEventsOut: Counter
     private let metricRetries: Counter
+    private let metricPauses: Counter
     private let metricClosed: [CloseReason: Counter]
     private let metricDropped: [DropReason: Counter]
     private let metricDecodeErrors: [String: Counter]
@@ -51,11 +57,13 @@ public final class ForwarderStatistics: Sendable {
         let factory = metricsFactory
         metricAccepted = Counter(label: "dnstap_connections_accepted_total", factory: factory)
         metricRejected = Counter(label: "dnstap_connections_rejected_total", factory: factory)
+        metricAcceptErrors = Counter(label: "dnstap_accept_errors_total", factory: factory)
         metricFrames = Counter(label: "dnstap_frames_total", factory: factory)
         metricBytes = Counter(label: "dnstap_bytes_total", factory: factory)
         metricEventsQueued = Counter(label: "dnstap_events_queued_total", factory: factory)
         metricEventsOut = Counter(label: "dnstap_events_out_total", factory: factory)
         metricRetries = Counter(label: "dnstap_output_retries_total", factory: factory)
+        metricPauses = Counter(label: "dnstap_buffer_full_pauses_total", factory: factory)
         metricClosed = Dictionary(uniqueKeysWithValues: CloseReason.allCases.map {
             ($0, Counter(label: "dnstap_connections_closed_total", dimensions: [("reason", $0.rawValue)], factory: factory))
         })
@@ -75,6 +83,11 @@ public final class ForwarderStatistics: Sendable {
     func rejected() {
         connectionsRejected.add(1, ordering: .relaxed)
         metricRejected.increment()
+    }
+
+    func acceptError() {
+        acceptErrors.add(1, ordering: .relaxed)
+        metricAcceptErrors.increment()
     }
 
     func received(frames frameCount: Int, bytes byteCount: Int) {
@@ -118,6 +131,11 @@ public final class ForwarderStatistics: Sendable {
     func retried() {
         outputRetries.add(1, ordering: .relaxed)
         metricRetries.increment()
+    }
+
+    func bufferFullPause() {
+        bufferFullPauses.add(1, ordering: .relaxed)
+        metricPauses.increment()
     }
 
     func dropped(_ count: Int, reason: DropReason) {

@@ -22,6 +22,7 @@ public struct StatisticsReporter: Service {
             "active": "\(registry.active)",
             "accepted": "\(statistics.connectionsAccepted.load(ordering: .relaxed))",
             "rejected": "\(statistics.connectionsRejected.load(ordering: .relaxed))",
+            "accept_errors": "\(statistics.acceptErrors.load(ordering: .relaxed))",
             "closed": "\(Self.list(CloseReason.allCases, closed))",
             "frames": "\(statistics.frames.load(ordering: .relaxed))",
             "bytes": "\(statistics.bytes.load(ordering: .relaxed))",
@@ -32,6 +33,7 @@ public struct StatisticsReporter: Service {
             "spool_pending": "\(statistics.spoolPending)",
             "dropped": "\(Self.list(DropReason.allCases, dropped))",
             "buffer_fill": "\(buffer.fill)/\(buffer.capacity)",
+            "buffer_full_pauses": "\(statistics.bufferFullPauses.load(ordering: .relaxed))",
         ]
     }
 

@@ -40,7 +40,9 @@ public final class ForwarderApplication: Sendable {
         shutdown = ShutdownCoordinator(timeout: configuration.shutdownTimeout, eventLoop: eventLoopGroup.next())
         let sink = try sink ?? Self.makeSink(configuration, eventLoopGroup: eventLoopGroup, statistics: statistics, shutdown: shutdown, logger: logger)
         registry = ConnectionRegistry(maxConnections: configuration.maxConnections, activity: activity)
-        buffer = EventBuffer(capacity: configuration.bufferSize, timerLoop: eventLoopGroup.next())
+        let backpressure = BackpressureReporter(
+            capacity: configuration.bufferSize, statistics: statistics, logger: logger.with(component: "buffer"))
+        buffer = EventBuffer(capacity: configuration.bufferSize, timerLoop: eventLoopGroup.next()) { backpressure.paused() }
         exporter = BatchExporter(
             buffer: buffer, sink: sink, batchSize: configuration.batchSize, flushInterval: configuration.flushInterval,
             statistics: statistics, shutdown: shutdown, logger: logger.with(component: "exporter"))
