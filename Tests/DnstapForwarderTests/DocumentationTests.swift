@@ -24,4 +24,27 @@ struct DocumentationTests {
         let env = try String(contentsOf: Self.root.appendingPathComponent("config/dnstap-forwarder.env"), encoding: .utf8)
         #expect(env.contains(setting.environmentName + "="), "\(setting.environmentName) missing")
     }
+
+    @Test("the Dockerfile, the Kubernetes and compose examples name only real settings, with valid values")
+    func deploymentExamples() throws {
+        let known = Set(Setting.allCases.flatMap(\.environmentNames))
+        var given: [String: String] = [:]
+        for file in ["Dockerfile", "config/kubernetes/unbound-with-dnstap-forwarder.yaml", "config/compose/compose.yaml"] {
+            let text = try String(contentsOf: Self.root.appendingPathComponent(file), encoding: .utf8)
+            // `NAME=value`, `NAME: value` and `{ name: NAME, value: value }`.
+            let pattern = /(DNSTAP_[A-Z0-9_]+)(?:=|:\s*|,\s*value:\s*)"?([^"\s}\\]*)/
+            var found = 0
+            for match in text.matches(of: pattern) {
+                let name = String(match.1)
+                #expect(known.contains(name), "\(file) sets \(name), which is no setting")
+                given[name] = String(match.2)
+                found += 1
+            }
+            #expect(found >= 3, "\(file): no DNSTAP_ settings found")
+        }
+        // The values must be accepted by the configuration (a flag-free start with that environment).
+        given["DNSTAP_HEC_TOKEN_FILE"] = nil
+        given["DNSTAP_HEC_TOKEN"] = "example-token"
+        #expect(throws: Never.self) { try ForwarderConfiguration.resolve(flags: [:], environment: given) }
+    }
 }
