@@ -43,7 +43,9 @@ struct FrameStreamsSession {
             try processor.finishProcessing(seenEOF: true, handle)
         }
         if outcome.end == nil {
-            outcome.end = (machine.endOfInput(), machine.isHandshakeComplete ? nil : "closed before the handshake completed")
+            // Read before endOfInput(), which marks the stream finished.
+            let detail = machine.isHandshakeComplete ? nil : "closed before the handshake completed"
+            outcome.end = (machine.endOfInput(), detail)
         }
         return outcome
     }
