@@ -131,6 +131,8 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
         let logger = Logger(label: "dnstap-forwarder")
         // A closed stdout must be an error to count, not a signal that kills the process.
         signal(SIGPIPE, SIG_IGN)
+        // As many connections as the hard limit allows (the cap, not the soft limit, should bound them).
+        DescriptorLimit.raiseToHardLimit()
         let application = try ForwarderApplication(configuration: configuration, logger: logger)
         let summary = try await application.run()
         if summary.exitStatus != 0 { throw ExitCode(summary.exitStatus) }

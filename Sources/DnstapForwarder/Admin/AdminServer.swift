@@ -16,6 +16,7 @@ public final class AdminServer: Service, Sendable {
     private let address: HostPort
     private let api: AdminAPI
     private let group: any EventLoopGroup
+    private let reserve: DescriptorReserve
     private let logger: Logger
     private let state = Mutex(State())
 
@@ -26,10 +27,11 @@ public final class AdminServer: Service, Sendable {
         var open: [ObjectIdentifier: any Channel] = [:]
     }
 
-    init(address: HostPort, api: AdminAPI, group: any EventLoopGroup, logger: Logger) {
+    init(address: HostPort, api: AdminAPI, group: any EventLoopGroup, reserve: DescriptorReserve, logger: Logger) {
         self.address = address
         self.api = api
         self.group = group
+        self.reserve = reserve
         self.logger = logger
     }
 
@@ -41,11 +43,23 @@ public final class AdminServer: Service, Sendable {
     public func run() async throws {
         let server: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
         do {
+            let (statistics, reserve, logger) = (api.statistics, reserve, logger)
             server = try await ServerBootstrap(group: group)
+                .serverChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            AcceptErrorReporter(statistics: statistics, reserve: reserve, logger: logger))
+                    }
+                }
                 .serverChannelOption(.backlog, value: 64)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .bind(host: address.host, port: address.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if reserve.isReleased {
+                            // Accepted on the reserve descriptor (out of descriptors): close it at once.
+                            channel.closeFuture.whenComplete { _ in reserve.restore() }
+                            channel.close(promise: nil)
+                        }
                         try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: Self.idleTimeout))
                         try channel.pipeline.syncOperations.addHandler(CloseWhenIdle())
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)

@@ -49,12 +49,14 @@ public final class DnstapListener: Service {
     private let bound = Published<[SocketAddress]>()
     private let servers = Mutex<[any Channel]>([])
     private let rejectionLog = Mutex(RateLimitedLog(interval: .seconds(1), burst: 10))
+    private let reserve: DescriptorReserve
 
     public init(
         settings: Settings, registry: ConnectionRegistry, buffer: EventBuffer, statistics: ForwarderStatistics,
         resolutionMap: ResolutionMap? = nil,
-        shutdown: ShutdownCoordinator, group: any EventLoopGroup, logger: Logger
+        shutdown: ShutdownCoordinator, group: any EventLoopGroup, reserve: DescriptorReserve = DescriptorReserve(), logger: Logger
     ) {
+        self.reserve = reserve
         self.settings = settings
         self.registry = registry
         self.buffer = buffer
@@ -128,11 +130,13 @@ public final class DnstapListener: Service {
 
     private func bind(_ address: ListenAddress) async throws -> NIOAsyncChannel<Accepted, Never> {
         let statistics = statistics
+        let reserve = reserve
         let logger = logger
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(AcceptErrorReporter(statistics: statistics, logger: logger))
+                    try channel.pipeline.syncOperations.addHandler(
+                        AcceptErrorReporter(statistics: statistics, reserve: reserve, logger: logger))
                 }
             }
             .serverChannelOption(.backlog, value: 256)
@@ -186,15 +190,21 @@ public final class DnstapListener: Service {
     private func initializeChild(_ channel: any Channel, transport: ConnectionTransport) -> EventLoopFuture<Accepted> {
         channel.eventLoop.makeCompletedFuture {
             let peer = Self.describePeer(channel, transport: transport)
-            guard !shutdown.isShuttingDown, registry.tryReserve() else {
+            // Accepted on the reserve descriptor: refuse it, and take the reserve back once it is closed.
+            let outOfDescriptors = reserve.isReleased
+            guard !outOfDescriptors, !shutdown.isShuttingDown, registry.tryReserve() else {
                 statistics.rejected()
                 let suppressed = rejectionLog.withLock { $0.shouldLog() }
                 if let suppressed {
                     logger.warning(
-                        "connection rejected: at the connection cap",
+                        outOfDescriptors ? "connection rejected: out of file descriptors" : "connection rejected: at the connection cap",
                         metadata: ["peer": "\(peer)", "active": "\(registry.active)", "max_connections": "\(registry.maxConnections)",
                                    "rejected_total": "\(statistics.connectionsRejected.load(ordering: .relaxed))",
                                    "suppressed_since_last": "\(suppressed)"])
+                }
+                if outOfDescriptors {
+                    let reserve = reserve
+                    channel.closeFuture.whenComplete { _ in reserve.restore() }
                 }
                 channel.close(promise: nil)
                 return .rejected

@@ -46,9 +46,11 @@ public final class ForwarderApplication: Sendable {
         exporter = BatchExporter(
             buffer: buffer, sink: sink, batchSize: configuration.batchSize, flushInterval: configuration.flushInterval,
             statistics: statistics, shutdown: shutdown, logger: logger.with(component: "exporter"))
+        let reserve = DescriptorReserve()
         listener = DnstapListener(
             settings: .init(configuration: configuration), registry: registry, buffer: buffer, statistics: statistics,
-            resolutionMap: resolutionMap, shutdown: shutdown, group: eventLoopGroup, logger: logger.with(component: "listener"))
+            resolutionMap: resolutionMap, shutdown: shutdown, group: eventLoopGroup, reserve: reserve,
+            logger: logger.with(component: "listener"))
         reporter = StatisticsReporter(
             statistics: statistics, registry: registry, buffer: buffer, interval: configuration.statsInterval,
             logger: logger.with(component: "statistics"))
@@ -73,7 +75,8 @@ public final class ForwarderApplication: Sendable {
                 statistics: statistics, registry: registry, buffer: buffer, resolutionMap: resolutionMap,
                 activity: activity, metrics: metrics, listening: { listener.isListening }, output: { sink.readiness },
                 startedAtMicros: startedAt)
-            admin = AdminServer(address: address, api: api, group: eventLoopGroup, logger: logger.with(component: "admin"))
+            admin = AdminServer(
+                address: address, api: api, group: eventLoopGroup, reserve: reserve, logger: logger.with(component: "admin"))
         } else {
             admin = nil
         }
@@ -123,6 +126,7 @@ public final class ForwarderApplication: Sendable {
     @discardableResult
     public func run() async throws -> RunSummary {
         logger.info("starting dnstap-forwarder", metadata: configuration.logMetadata)
+        DescriptorLimit.warnIfTooLow(maxConnections: configuration.maxConnections, logger: logger)
         var failure: (any Error)?
         do {
             try await serviceGroup.run()
