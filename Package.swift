@@ -1,6 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// scripts/fuzz.sh builds with DNSTAP_FUZZ_BUILD=1: this package's own code (the code under test)
+// gets libFuzzer's coverage and AddressSanitizer; the dependencies are built as usual, so libFuzzer
+// tracks only the decoders' coverage and runs several times faster.
+let fuzzing = Context.environment["DNSTAP_FUZZ_BUILD"] == "1"
+let fuzzSettings: [SwiftSetting] = fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"])] : []
+
 let package = Package(
     name: "dnstap-forwarder",
     platforms: [.macOS(.v15)],
@@ -9,6 +15,8 @@ let package = Package(
         .library(name: "DnstapForwarder", targets: ["DnstapForwarder"]),
         .executable(name: "hec-bench-receiver", targets: ["HECBenchReceiver"]),
         .executable(name: "resolution-map-bench", targets: ["ResolutionMapBench"]),
+        // libFuzzer's entry point, linked into a fuzzer by scripts/fuzz.sh (unused otherwise).
+        .library(name: "DnstapFuzzEntry", type: .dynamic, targets: ["DnstapFuzzEntry"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -39,7 +47,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "CompressNIO", package: "compress-nio"),
-            ]
+            ],
+            swiftSettings: fuzzSettings
         ),
         // Test doubles: a Frame Streams client, an in-memory sink, dnstap/DNS message builders.
         .target(
@@ -75,6 +84,18 @@ let package = Package(
                 .product(name: "CompressNIO", package: "compress-nio"),
             ]
         ),
+        // The fuzz targets: arbitrary bytes through each decoder, checking what must hold for any
+        // input. Run by libFuzzer (scripts/fuzz.sh) and, over the committed corpus, by the unit tests.
+        .target(
+            name: "DnstapFuzzTargets",
+            dependencies: [
+                "DnstapForwarder",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: fuzzSettings
+        ),
+        .target(name: "DnstapFuzzEntry", dependencies: ["DnstapFuzzTargets"], swiftSettings: fuzzSettings),
         // Memory per entry and recording rate of the resolution map, for scripts/bench.sh.
         .executableTarget(name: "ResolutionMapBench", dependencies: ["DnstapForwarder"]),
         .testTarget(
@@ -82,6 +103,7 @@ let package = Package(
             dependencies: [
                 "DnstapForwarder",
                 "DnstapForwarderTesting",
+                "DnstapFuzzTargets",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,0 +1,123 @@
+import DnstapForwarder
+import Foundation
+import NIOCore
+import SwiftProtobuf
+
+/// dnstap and DNS bytes through the event encoder; every event must be one valid JSON object.
+enum DnstapFuzzing {
+    static let receivedAt: Int64 = 1_700_000_000_000_000
+
+    /// Arbitrary bytes as a dnstap protobuf.
+    static func runProtobuf(_ input: UnsafeRawBufferPointer) {
+        encode(ByteBuffer(bytes: input))
+    }
+
+    /// Arbitrary bytes as a DNS message: parsed alone, then carried in a query and a response.
+    static func runDNS(_ input: UnsafeRawBufferPointer) {
+        let message = DNSMessage(parsing: input)
+        check(message.answers.count <= Int(message.answerCount), "more answers than the header counts")
+        if message.parseError == nil, input.count >= 12 {
+            check(message.question != nil || message.questionCount == 0, "a question counted but not parsed")
+        }
+        for type in [Dnstap_Message.TypeEnum.clientQuery, .resolverResponse] {
+            var dnsMessage = Dnstap_Message()
+            dnsMessage.type = type
+            if type == .clientQuery { dnsMessage.queryMessage = Data(input) } else { dnsMessage.responseMessage = Data(input) }
+            var dnstap = Dnstap_Dnstap()
+            dnstap.type = .message
+            dnstap.message = dnsMessage
+            encode(serialize(dnstap))
+        }
+    }
+
+    /// Arbitrary bytes in every field: the input is split at 0xFF bytes into the field values.
+    static func runFields(_ input: UnsafeRawBufferPointer) {
+        var parts = input.split(separator: 0xFF, omittingEmptySubsequences: false).map { Data($0) }
+        func take() -> Data { parts.isEmpty ? Data() : parts.removeFirst() }
+        func number(_ data: Data) -> UInt64 { data.prefix(8).reduce(0) { $0 << 8 | UInt64($1) } }
+
+        var message = Dnstap_Message()
+        // Enum values past the schema (a newer producer's) arrive as unknown fields: they are
+        // appended as raw varints below, where the schema has no case for the value.
+        var unknownEnums: [UInt8] = []
+        let kinds = Array(take().prefix(4))
+        func set<E: SwiftProtobuf.Enum>(_ index: Int, field: UInt8, _ assign: (E) -> Void) where E.RawValue == Int {
+            guard index < kinds.count else { return }
+            if let value = E(rawValue: Int(kinds[index])) {
+                assign(value)
+            } else {
+                unknownEnums += varint(UInt64(field) << 3) + varint(UInt64(kinds[index]))
+            }
+        }
+        set(0, field: 1) { message.type = $0 }
+        set(1, field: 2) { message.socketFamily = $0 }
+        set(2, field: 3) { message.socketProtocol = $0 }
+        set(3, field: 16) { message.httpProtocol = $0 }
+        message.queryAddress = take()
+        message.responseAddress = take()
+        message.queryPort = UInt32(truncatingIfNeeded: number(take()))
+        message.responsePort = UInt32(truncatingIfNeeded: number(take()))
+        message.queryTimeSec = number(take())
+        message.queryTimeNsec = UInt32(truncatingIfNeeded: number(take()))
+        message.responseTimeSec = number(take())
+        message.responseTimeNsec = UInt32(truncatingIfNeeded: number(take()))
+        message.queryZone = take()
+        message.queryMessage = take()
+        message.responseMessage = take()
+        var policy = Dnstap_Policy()
+        policy.type = String(decoding: take(), as: UTF8.self)
+        policy.value = take()
+        if !policy.type.isEmpty || !policy.value.isEmpty { message.policy = policy }
+
+        if !unknownEnums.isEmpty {
+            var bytes = serialize(message)
+            bytes.writeBytes(unknownEnums)
+            guard let reread = try? Dnstap_Message(serializedBytes: Array(bytes.readableBytesView), partial: true) else {
+                fatalError("fuzz check failed: a message with unknown enum values does not decode")
+            }
+            message = reread
+        }
+        var dnstap = Dnstap_Dnstap()
+        dnstap.type = .message
+        dnstap.identity = take()
+        dnstap.version = take()
+        dnstap.extra = take()
+        dnstap.message = message
+        encode(serialize(dnstap))
+    }
+
+    private static func varint(_ value: UInt64) -> [UInt8] {
+        var value = value
+        var bytes: [UInt8] = []
+        while value >= 0x80 {
+            bytes.append(UInt8(value & 0x7F) | 0x80)
+            value >>= 7
+        }
+        return bytes + [UInt8(value)]
+    }
+
+    private static func serialize(_ message: some SwiftProtobuf.Message) -> ByteBuffer {
+        do {
+            return ByteBuffer(bytes: try message.serializedBytes(partial: true) as [UInt8])
+        } catch {
+            fatalError("fuzz check failed: a built dnstap message does not serialize: \(error)")
+        }
+    }
+
+    private static func encode(_ frame: ByteBuffer) {
+        var encoder = DnstapEventEncoder(collectResolutions: true)
+        do {
+            try encoder.append(frame: frame, receivedAtMicros: receivedAt)
+        } catch {
+            check(encoder.takeEvents().isEmpty, "a refused frame still gave an event")
+            return
+        }
+        let events = encoder.takeEvents()
+        check(events.count == 1, "one frame gave \(events.count) events")
+        JSONCheck.validateEvent(Array(events[0].json.readableBytesView))
+        for observation in encoder.takeResolutions().observations {
+            check(observation.name == observation.name.lowercased(), "a name not lowercased: \(observation.name)")
+            check(observation.targets.count <= ResolutionExtractor.maxChainHops, "a chain longer than the cut")
+        }
+    }
+}
