@@ -1,10 +1,10 @@
+import DnstapForwarder
 import CompressNIO
 import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
-import Synchronization
 
 /// An in-process Splunk HEC for tests. It checks the protocol strictly (POST, `Authorization:
 /// Splunk <token>`, gzip when announced, concatenated envelopes each with a numeric `time` and an
@@ -37,8 +37,8 @@ public final class HECTestServer: Sendable {
     }
 
     public let token: String
-    private let state = Mutex(State())
-    private let channel: Mutex<(any Channel)?> = Mutex(nil)
+    private let state = Locked(State())
+    private let channel: Locked<(any Channel)?> = Locked(nil)
     public let port: Int
 
     public let scheme: String
@@ -237,7 +237,7 @@ public final class HECTestServer: Sendable {
     }
 
     final class ServerBox: Sendable {
-        let server = Mutex<HECTestServer?>(nil)
+        let server = Locked<HECTestServer?>(nil)
     }
 
     final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {

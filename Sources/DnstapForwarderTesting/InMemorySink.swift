@@ -1,7 +1,6 @@
 import DnstapForwarder
 import NIOCore
 import NIOPosix
-import Synchronization
 
 /// An `EventSink` that keeps every event in memory; tests wait on its count. It can be held shut
 /// (`hold()`) to fill the buffer and watch backpressure, and made to fail.
@@ -15,7 +14,7 @@ public final class InMemorySink: EventSink {
         var writeWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init() {}
 

@@ -1,5 +1,5 @@
+import DnstapForwarder
 import Logging
-import Synchronization
 
 /// Keeps the log lines of a test's service, so the test can wait for one ("HEC request failed")
 /// instead of sleeping. Use `recorder.logger(level:)` as the service's logger.
@@ -9,7 +9,7 @@ public final class LogRecorder: Sendable {
         var waiters: [(String, CheckedContinuation<Void, Never>)] = []
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init() {}
 

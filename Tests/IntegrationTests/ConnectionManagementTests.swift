@@ -44,7 +44,8 @@ struct ConnectionManagementTests {
 
     @Test("a peer that connects and says nothing is closed by the handshake timeout")
     func silentPeer() async throws {
-        _ = try await withForwarder({ $0.handshakeTimeout = .milliseconds(200) }) { forwarder in
+        // Long enough for READY to be answered on a loaded machine (or under ThreadSanitizer).
+        _ = try await withForwarder({ $0.handshakeTimeout = .seconds(1) }) { forwarder in
             let silent = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
             let halfway = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
             try await halfway.send(FrameStreamsTestClient.ready)  // READY, then never START

@@ -6,7 +6,14 @@ import Testing
 /// The built `dnstap-forwarder` binary, signalled like an orchestrator would.
 @Suite("graceful shutdown of the binary")
 struct ShutdownTests {
-    static var binary: String { packageRoot.appendingPathComponent(".build/debug/dnstap-forwarder").path }
+    /// The binary built beside this test bundle (so a sanitizer build, `--build-path`, tests its
+    /// own instrumented binary), else the default debug build.
+    static var binary: String {
+        let bundle = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        let sibling = bundle.appendingPathComponent("dnstap-forwarder").path
+        if FileManager.default.isExecutableFile(atPath: sibling) { return sibling }
+        return packageRoot.appendingPathComponent(".build/debug/dnstap-forwarder").path
+    }
 
     /// `name=value` from the exit summary line.
     static func summaryValue(_ name: String, in log: String) -> Int? {

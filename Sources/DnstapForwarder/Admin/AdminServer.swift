@@ -3,7 +3,6 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
-import Synchronization
 
 /// The admin HTTP server (`-admin-listen`): HTTP/1.1 on its own address, never on the dnstap
 /// listeners. It only moves bytes; `AdminAPI` answers. It is the last part to stop, so `/readyz`
@@ -18,7 +17,7 @@ public final class AdminServer: Service, Sendable {
     private let group: any EventLoopGroup
     private let reserve: DescriptorReserve
     private let logger: Logger
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     private let bound = Published<SocketAddress>()
 

@@ -1,5 +1,4 @@
 import NIOCore
-import Synchronization
 
 /// A connection's counters at one moment, open or closed.
 public struct ConnectionSnapshot: Sendable, Equatable {
@@ -87,7 +86,7 @@ public final class ConnectionActivityTracker: Sendable {
     }
 
     public let settings: Settings
-    private let clients = Mutex<[String: Client]>([:])
+    private let clients = Locked<[String: Client]>([:])
     private let monotonicNanos: @Sendable () -> UInt64
 
     /// - Parameter monotonicNanos: a monotonic clock (injected by tests to expire clients).

@@ -1,7 +1,6 @@
 import Logging
 import NIOCore
 import ServiceLifecycle
-import Synchronization
 
 /// Takes batches from the buffer and writes them to the sink, until the buffer closes and is
 /// drained, or the shutdown bound runs out (then what is left is counted and logged as dropped).
@@ -16,7 +15,7 @@ public final class BatchExporter: Service {
     private let statistics: ForwarderStatistics
     private let shutdown: ShutdownCoordinator
     private let logger: Logger
-    private let failureLog = Mutex(RateLimitedLog(interval: .seconds(10)))
+    private let failureLog = Locked(RateLimitedLog(interval: .seconds(10)))
 
     public init(
         buffer: EventBuffer, sink: any EventSink, batchSize: Int, flushInterval: Duration,
@@ -97,9 +96,9 @@ public final class BatchExporter: Service {
 
 /// A counting semaphore for the writes in flight (waiters resume in order).
 final class WriteSlots: Sendable {
-    private let state: Mutex<(free: Int, waiters: [CheckedContinuation<Void, Never>])>
+    private let state: Locked<(free: Int, waiters: [CheckedContinuation<Void, Never>])>
 
-    init(count: Int) { state = Mutex((count, [])) }
+    init(count: Int) { state = Locked((count, [])) }
 
     func acquire() async {
         await withCheckedContinuation { continuation in

@@ -1,5 +1,4 @@
 import NIOCore
-import Synchronization
 
 /// The bounded buffer between the connections and the output.
 ///
@@ -10,9 +9,9 @@ public final class EventBuffer: Sendable {
     public let capacity: Int
     private let timerLoop: any EventLoop
     private let onPause: @Sendable () -> Void
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
-    private struct State: ~Copyable {
+    private struct State {
         var queue = CircularBuffer<ForwardedEvent>(initialCapacity: 1024)
         var inFlight = 0
         var closed = false
@@ -31,7 +30,7 @@ public final class EventBuffer: Sendable {
         self.capacity = capacity
         self.timerLoop = timerLoop
         self.onPause = onPause
-        self.state = Mutex(State())
+        self.state = Locked(State())
     }
 
     /// Events held, queued or being written.

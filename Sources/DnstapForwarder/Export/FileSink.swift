@@ -6,7 +6,6 @@ import Darwin
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 
 /// How the file output names, sizes and formats its files.
 public struct FileOutputSettings: Sendable, Equatable {
@@ -44,7 +43,7 @@ public final class FileSink: EventSink {
     private let eventLoop: any EventLoop
     private let statistics: ForwarderStatistics
     private let logger: Logger
-    private let state = Mutex(FileState())
+    private let state = Locked(FileState())
     private let processID = getpid()
 
     private struct FileState {

@@ -29,7 +29,7 @@ public final class ConnectionRecord: Sendable {
     public let decodeErrors = Atomic<Int>(0)
     private let handshakeDone = Atomic<Bool>(false)
     private let waitingForRoom = Atomic<Bool>(false)
-    private let requestedClose = Mutex<CloseReason?>(nil)
+    private let requestedClose = Locked<CloseReason?>(nil)
 
     init(id: UInt64, peer: String, transport: ConnectionTransport, channel: any Channel, now: NIODeadline = .now()) {
         self.id = id
@@ -79,8 +79,8 @@ public final class ConnectionRegistry: Sendable {
     public let maxConnections: Int
     private let activeCount = Atomic<Int>(0)
     private let nextID = Atomic<UInt64>(0)
-    private let records = Mutex<[UInt64: ConnectionRecord]>([:])
-    private let drainWaiters = Mutex<[(atMost: Int, continuation: CheckedContinuation<Void, Never>)]>([])
+    private let records = Locked<[UInt64: ConnectionRecord]>([:])
+    private let drainWaiters = Locked<[(atMost: Int, continuation: CheckedContinuation<Void, Never>)]>([])
 
     /// Told of every connection that closes (for `/v1/connections`).
     private let activity: ConnectionActivityTracker?

@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
 
 /// One file descriptor held in reserve, for when the process runs out (EMFILE).
 ///
@@ -13,7 +12,7 @@ import Synchronization
 /// holds until the next try. The waiting connections are refused one a second instead of costing a
 /// core, and the connections already open are not touched.
 public final class DescriptorReserve: Sendable {
-    private let descriptor = Mutex<Int32>(-1)
+    private let descriptor = Locked<Int32>(-1)
 
     public init() {
         restore()

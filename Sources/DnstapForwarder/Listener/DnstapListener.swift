@@ -2,7 +2,6 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -47,8 +46,8 @@ public final class DnstapListener: Service {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let bound = Published<[SocketAddress]>()
-    private let servers = Mutex<[any Channel]>([])
-    private let rejectionLog = Mutex(RateLimitedLog(interval: .seconds(1), burst: 10))
+    private let servers = Locked<[any Channel]>([])
+    private let rejectionLog = Locked(RateLimitedLog(interval: .seconds(1), burst: 10))
     private let reserve: DescriptorReserve
 
     public init(

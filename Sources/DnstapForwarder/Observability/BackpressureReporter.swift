@@ -1,6 +1,5 @@
 import Logging
 import NIOCore
-import Synchronization
 
 /// Counts and logs the times connections stop reading because the event buffer is full: the
 /// output is slower than the resolvers. Logged at most once every 10 s, with how many pauses the
@@ -10,7 +9,7 @@ final class BackpressureReporter: Sendable {
     private let capacity: Int
     private let statistics: ForwarderStatistics
     private let logger: Logger
-    private let log = Mutex(RateLimitedLog(interval: .seconds(10)))
+    private let log = Locked(RateLimitedLog(interval: .seconds(10)))
 
     init(capacity: Int, statistics: ForwarderStatistics, logger: Logger) {
         self.capacity = capacity

@@ -35,9 +35,9 @@ public final class ForwarderStatistics: Sendable {
     /// Times a connection found the buffer full and stopped reading until there was room.
     public let bufferFullPauses = Atomic<Int>(0)
     private let spooledEvents = Atomic<Int>(0)
-    private let spoolPendingSource = Mutex<(@Sendable () -> Int)?>(nil)
-    private let closed = Mutex<[CloseReason: Int]>([:])
-    private let dropped = Mutex<[DropReason: Int]>([:])
+    private let spoolPendingSource = Locked<(@Sendable () -> Int)?>(nil)
+    private let closed = Locked<[CloseReason: Int]>([:])
+    private let dropped = Locked<[DropReason: Int]>([:])
 
     private let metricAccepted: Counter
     private let metricRejected: Counter

@@ -1,14 +1,13 @@
 import Metrics
 import NIOCore
 import Prometheus
-import Synchronization
 
 /// The service's Prometheus registry: counters are kept live through swift-metrics (each part is
 /// built with `metricsFactory`); gauges of current state are read when scraped.
 public final class PrometheusExporter: Sendable {
     public let registry: PrometheusCollectorRegistry
     public let metricsFactory: PrometheusMetricsFactory
-    private let gauges = Mutex<[ScrapedGauge]>([])
+    private let gauges = Locked<[ScrapedGauge]>([])
 
     private struct ScrapedGauge {
         let gauge: Metrics.Gauge

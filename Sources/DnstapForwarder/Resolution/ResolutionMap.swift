@@ -172,8 +172,8 @@ public final class ResolutionMap: Sendable {
 }
 
 private final class ShardBox: Sendable {
-    let state: Mutex<ResolutionShard>
-    init(capacity: Int) { state = Mutex(ResolutionShard(capacity: capacity)) }
+    let state: Locked<ResolutionShard>
+    init(capacity: Int) { state = Locked(ResolutionShard(capacity: capacity)) }
 }
 
 /// One shard: a dictionary into slots threaded on a least-recently-seen list (index links, no

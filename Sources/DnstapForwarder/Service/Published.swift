@@ -1,4 +1,3 @@
-import Synchronization
 
 /// A value that becomes known once (a bound address, or why binding failed), for anyone who asks
 /// before or after: waiters are resumed when it is published.
@@ -8,7 +7,7 @@ final class Published<Value: Sendable>: Sendable {
         var waiters: [CheckedContinuation<Value, any Error>] = []
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// The value, waiting for it if it is not known yet; throws the published failure.
     func value() async throws -> Value {

@@ -1,6 +1,5 @@
 import NIOCore
 import NIOPosix
-import Synchronization
 
 /// The one clock of a graceful shutdown: when it began and the bound it must finish within.
 ///
@@ -8,7 +7,7 @@ import Synchronization
 /// (a write blocked on a stalled output) can be abandoned at the deadline too.
 public final class ShutdownCoordinator: Sendable {
     public let timeout: TimeAmount
-    private let startedAt = Mutex<NIODeadline?>(nil)
+    private let startedAt = Locked<NIODeadline?>(nil)
     private let eventLoop: any EventLoop
     private let deadlineReached: EventLoopPromise<Void>
 

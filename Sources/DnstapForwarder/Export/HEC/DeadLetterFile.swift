@@ -1,6 +1,5 @@
 import Logging
 import NIOCore
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -10,7 +9,7 @@ import Glibc
 /// `{"dropped_at":…,"reason":…,"reply":…,"event":{…}}`, appended.
 final class DeadLetterFile: Sendable {
     let path: String
-    private let descriptor: Mutex<CInt>
+    private let descriptor: Locked<CInt>
 
     init(path: String) throws {
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
@@ -18,7 +17,7 @@ final class DeadLetterFile: Sendable {
             throw ConfigurationError.invalidValue(.hecDLQPath, path, "cannot open it for appending: \(String(cString: strerror(errno)))")
         }
         self.path = path
-        self.descriptor = Mutex(fd)
+        self.descriptor = Locked(fd)
     }
 
     deinit { descriptor.withLock { _ = close($0) } }

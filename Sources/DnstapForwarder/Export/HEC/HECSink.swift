@@ -5,7 +5,6 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOSSL
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -26,8 +25,8 @@ public final class HECSink: EventSink {
     private let envelopes: HECEnvelopes
     private let statistics: ForwarderStatistics
     private let logger: Logger
-    private let logs = Mutex(Logs())
-    private let condition = Mutex(Condition())
+    private let logs = Locked(Logs())
+    private let condition = Locked(Condition())
     private let deadLetters: DeadLetterFile?
     /// The indexer-acknowledgement channel of this process (sent on every request when acks are on).
     let channel = UUID().uuidString.lowercased()
@@ -366,7 +365,7 @@ struct AbandonWaiter: Sendable {
     init(_ future: EventLoopFuture<Void>) { self.future = future }
 
     private final class Once: Sendable {
-        let continuation = Mutex<CheckedContinuation<Void, any Error>?>(nil)
+        let continuation = Locked<CheckedContinuation<Void, any Error>?>(nil)
         func resume(throwing error: (any Error)? = nil) {
             guard let waiting = continuation.withLock({ $0.take() }) else { return }
             if let error { waiting.resume(throwing: error) } else { waiting.resume() }

@@ -1,6 +1,5 @@
 import Logging
 import NIOCore
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -47,7 +46,7 @@ final class Spool: Sendable {
     let directory: String
     let maxBytes: Int
     let segmentLimit: Int
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     init(directory: String, maxBytes: Int, segmentLimit: Int = 16 << 20, logger: Logger) throws {
         self.directory = directory
@@ -81,7 +80,7 @@ final class Spool: Sendable {
         initial.pending.sort { $0.seq < $1.seq }
         let replayBatches = initial.pending.count
         let replayEvents = Self.eventCount(initial.pending)
-        state = Mutex(initial)
+        state = Locked(initial)
         if replayBatches > 0 {
             logger.info(
                 "spool: replaying batches left from an earlier run",
