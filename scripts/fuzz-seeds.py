@@ -42,36 +42,33 @@ def varint(value):
             return bytes(out)
 
 
+def read_varint(buf, pos):
+    value, shift = 0, 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, pos
+
+
 def fields(buf):
     """(field number, wire type, value) of a protobuf message."""
     pos = 0
     while pos < len(buf):
-        key, shift = 0, 0
-        while True:
-            b = buf[pos]; pos += 1
-            key |= (b & 0x7F) << shift; shift += 7
-            if b < 0x80:
-                break
+        key, pos = read_varint(buf, pos)
         number, wire = key >> 3, key & 7
         if wire == 0:
-            value, shift = 0, 0
-            while True:
-                b = buf[pos]; pos += 1
-                value |= (b & 0x7F) << shift; shift += 7
-                if b < 0x80:
-                    break
+            value, pos = read_varint(buf, pos)
         elif wire == 2:
-            length, shift = 0, 0
-            while True:
-                b = buf[pos]; pos += 1
-                length |= (b & 0x7F) << shift; shift += 7
-                if b < 0x80:
-                    break
-            value = buf[pos:pos + length]; pos += length
-        elif wire == 1:
-            value = buf[pos:pos + 8]; pos += 8
-        elif wire == 5:
-            value = buf[pos:pos + 4]; pos += 4
+            length, pos = read_varint(buf, pos)
+            value = buf[pos:pos + length]
+            pos += length
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+            value = buf[pos:pos + size]
+            pos += size
         else:
             raise ValueError("wire type %d" % wire)
         yield number, wire, value

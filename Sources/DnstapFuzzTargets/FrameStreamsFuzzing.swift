@@ -1,4 +1,5 @@
 import DnstapForwarder
+import DnstapForwarderTesting
 import NIOCore
 
 /// The first two input bytes choose the data frame limit and the chunking; the rest is the stream.
@@ -25,7 +26,7 @@ enum FrameStreamsFuzzing {
         let maxFrameLength = 16 + Int(seed & 0x3F)
 
         let whole = decode(stream, maxFrameLength: maxFrameLength, chunk: { stream.count })
-        var random = SplitMix(seed: UInt64(seed))
+        var random = SplitMix64(seed: UInt64(seed))
         let largest = Int(seed >> 8) % 24 + 1
         let chunked = decode(stream, maxFrameLength: maxFrameLength, chunk: { Int(random.next() % UInt64(largest)) + 1 })
         check(whole == chunked, "chunked decode \(chunked) differs from one-shot decode \(whole)")
@@ -79,18 +80,5 @@ enum FrameStreamsFuzzing {
             outcomes.append(.failure("\(error)"))
         }
         return outcomes
-    }
-}
-
-/// A small deterministic generator (SplitMix64) for the chunk sizes.
-struct SplitMix {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
