@@ -3,6 +3,7 @@
 #   usage: scripts/fuzz.sh [SECONDS_PER_TARGET (default 60)] [TARGET ...]
 #   targets: frame-streams dnstap dns-parser json-encoder resolution-map (default: all)
 #   FUZZ_RUNS=N in the environment: stop each target after N executions instead (no time limit).
+#   FUZZ_MAX_LEN=N: the largest input tried (default 8192 bytes).
 # Builds Sources/DnstapFuzzEntry with -sanitize=fuzzer,address on this package's code
 # into .build/fuzz, links it with libFuzzer's main, then runs each target for the given time,
 # starting from the committed seeds in Fuzz/corpus/TARGET and the corpus grown by earlier runs
@@ -42,7 +43,7 @@ for target in "${targets[@]}"; do
   limit=(-max_total_time="$seconds")
   [ -n "${FUZZ_RUNS:-}" ] && limit=(-runs="$FUZZ_RUNS")
   DNSTAP_FUZZ_TARGET=$target "$build/dnstap-fuzz" \
-    "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
+    "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -max_len="${FUZZ_MAX_LEN:-8192}" -print_final_stats=1 \
     -artifact_prefix="$build/findings/$target-" "$build/corpus/$target" "Fuzz/corpus/$target" >"$log" 2>&1 || status=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
