@@ -45,10 +45,7 @@ public final class AdminServer: Service, Sendable {
             let (statistics, reserve, logger) = (api.statistics, reserve, logger)
             server = try await ServerBootstrap(group: group)
                 .serverChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            AcceptErrorReporter(statistics: statistics, reserve: reserve, logger: logger))
-                    }
+                    AcceptErrorReporter.install(on: channel, statistics: statistics, reserve: reserve, logger: logger)
                 }
                 .serverChannelOption(.backlog, value: 64)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -56,7 +53,7 @@ public final class AdminServer: Service, Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         if reserve.isReleased {
                             // Accepted on the reserve descriptor (out of descriptors): close it at once.
-                            channel.closeFuture.whenComplete { _ in reserve.restore() }
+                            reserve.restore(whenClosed: channel)
                             channel.close(promise: nil)
                         }
                         try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: Self.idleTimeout))

@@ -43,3 +43,15 @@ final class AcceptErrorReporter: ChannelInboundHandler {
         context.fireErrorCaught(error)
     }
 }
+
+extension AcceptErrorReporter {
+    /// Puts a reporter on a listening channel (for `serverChannelInitializer`).
+    static func install(
+        on channel: any Channel, statistics: ForwarderStatistics, reserve: DescriptorReserve, logger: Logger
+    ) -> EventLoopFuture<Void> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(
+                AcceptErrorReporter(statistics: statistics, reserve: reserve, logger: logger))
+        }
+    }
+}

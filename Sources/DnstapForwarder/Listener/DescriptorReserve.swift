@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import NIOCore
 
 /// One file descriptor held in reserve, for when the process runs out (EMFILE).
 ///
@@ -34,6 +35,12 @@ public final class DescriptorReserve: Sendable {
         descriptor.withLock { fd in
             if fd < 0 { fd = open("/dev/null", O_RDONLY | O_CLOEXEC) }
         }
+    }
+
+    /// A connection accepted on the released reserve: takes the reserve back once it is closed.
+    /// The caller closes it (refused).
+    func restore(whenClosed channel: any Channel) {
+        channel.closeFuture.whenComplete { _ in self.restore() }
     }
 
     deinit {

@@ -133,10 +133,7 @@ public final class DnstapListener: Service {
         let logger = logger
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        AcceptErrorReporter(statistics: statistics, reserve: reserve, logger: logger))
-                }
+                AcceptErrorReporter.install(on: channel, statistics: statistics, reserve: reserve, logger: logger)
             }
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -201,10 +198,7 @@ public final class DnstapListener: Service {
                                    "rejected_total": "\(statistics.connectionsRejected.load(ordering: .relaxed))",
                                    "suppressed_since_last": "\(suppressed)"])
                 }
-                if outOfDescriptors {
-                    let reserve = reserve
-                    channel.closeFuture.whenComplete { _ in reserve.restore() }
-                }
+                if outOfDescriptors { reserve.restore(whenClosed: channel) }
                 channel.close(promise: nil)
                 return .rejected
             }
