@@ -6,6 +6,11 @@ import PackageDescription
 // tracks only the decoders' coverage and runs several times faster.
 let fuzzing = Context.environment["DNSTAP_FUZZ_BUILD"] == "1"
 let fuzzSettings: [SwiftSetting] = fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"])] : []
+// Release builds of the pipeline skip the runtime exclusivity checks (the compile-time ones stay):
+// swift_beginAccess was about 9 % of the CPU per dnstap message, mostly in the generated protobuf
+// code's storage accesses (scripts/bench.sh, README "Performance"). Debug builds and the sanitizer
+// and fuzz builds keep them.
+let pipelineSettings: [SwiftSetting] = fuzzSettings + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 
 let package = Package(
     name: "dnstap-forwarder",
@@ -49,7 +54,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "CompressNIO", package: "compress-nio"),
             ],
-            swiftSettings: fuzzSettings
+            swiftSettings: pipelineSettings
         ),
         // Test doubles: a Frame Streams client, an in-memory sink, dnstap/DNS message builders.
         .target(
