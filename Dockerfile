@@ -7,7 +7,7 @@
 
 # --- build: the official Swift image, release build, Swift standard library linked statically ---
 FROM swift:6.3-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends zlib1g-dev && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends zlib1g-dev libprotobuf-c-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Package.swift ./
 COPY Sources ./Sources
@@ -18,9 +18,9 @@ RUN swift build -c release --product dnstap-forwarder --static-swift-stdlib \
 # --- runtime: Debian slim with only what the binary needs ---
 FROM debian:bookworm-slim
 # RUNTIME_PACKAGES (read by scripts/test-container-runtime.sh): zlib1g for gzip to HEC,
-# ca-certificates for HEC over TLS, curl for the HEALTHCHECK.
+# libprotobuf-c1 for the dnstap decoder, ca-certificates for HEC over TLS, curl for the HEALTHCHECK.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends zlib1g ca-certificates curl \
+ && apt-get install -y --no-install-recommends zlib1g libprotobuf-c1 ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10053 dnstap \
  && useradd --uid 10053 --gid dnstap --no-create-home --shell /usr/sbin/nologin dnstap \

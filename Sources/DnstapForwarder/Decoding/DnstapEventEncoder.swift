@@ -1,5 +1,5 @@
+import CDnstapProtobufC
 import NIOCore
-import SwiftProtobuf
 
 /// Turns dnstap frames into JSON events, appending them to one scratch buffer per read so that the
 /// events of a read share one allocation.
@@ -12,6 +12,7 @@ public struct DnstapEventEncoder {
     private let allocator: ByteBufferAllocator
     private let collectResolutions: Bool
     private var resolutions = ResolutionCollector()
+    private let decoder = DnstapProtobufDecoder()
 
     /// - Parameter collectResolutions: also gather the address facts of responses (for the
     ///   resolution map), taken with `takeResolutions()`.
@@ -25,12 +26,12 @@ public struct DnstapEventEncoder {
     /// Decodes one dnstap frame and appends its event. A DNS message that does not parse still
     /// gives an event (with `dns_parse_error`); a protobuf that does not decode gives none.
     public mutating func append(frame: ByteBuffer, receivedAtMicros: Int64) throws(DnstapDecodeError) {
-        let dnstap: Dnstap_Dnstap
-        do {
-            dnstap = try Dnstap_Dnstap(serializedBytes: frame.readableBytesSpan, partial: true)
-        } catch {
-            throw .malformedProtobuf("\(error)")
+        // The decoded message lives in the decoder's arena until the next decode; released at once
+        // after the event is written, so a large frame's copy is not held while the connection idles.
+        guard let dnstap = frame.withUnsafeReadableBytes({ decoder.decode($0) }) else {
+            throw .malformedProtobuf("not a valid dnstap protobuf")
         }
+        defer { decoder.reset() }
         let start = writer.count
         writer.beginObject()
         let time = DnstapEventFields.write(

@@ -1,19 +1,21 @@
-import Foundation
-import SwiftProtobuf
+import CDnstapProtobufC
 
-/// The mapping from a dnstap message to the event's fields (README, "Output schema").
-/// Names follow Splunk CIM's Network Resolution model where one fits.
+/// The mapping from a dnstap message (as libprotobuf-c decoded it) to the event's fields (README,
+/// "Output schema"). Names follow Splunk CIM's Network Resolution model where one fits.
 enum DnstapEventFields {
     /// Writes the fields of one event; returns the event's time in microseconds. With
     /// `collectResolutions`, the address facts of a client/resolver/forwarder response go to it.
     static func write(
-        _ dnstap: Dnstap_Dnstap, receivedAtMicros: Int64, into json: JSONObjectWriter,
+        _ dnstap: UnsafePointer<Dnstap__Dnstap>, receivedAtMicros: Int64, into json: JSONObjectWriter,
         resolutions: inout ResolutionCollector, collectResolutions: Bool
     ) -> Int64 {
-        let message = dnstap.message
-        let messageType = dnstap.hasMessage ? MessageTypeInfo(message) : nil
-        let queryTime = message.hasQueryTimeSec ? micros(message.queryTimeSec, message.queryTimeNsec) : nil
-        let responseTime = message.hasResponseTimeSec ? micros(message.responseTimeSec, message.responseTimeNsec) : nil
+        let dnstap = dnstap.pointee
+        let message = dnstap.message.map { UnsafePointer($0) }
+        let messageType = message.map { MessageTypeInfo($0.pointee) }
+        let queryTime = message.flatMap { $0.pointee.has_query_time_sec != 0 ? micros($0.pointee.query_time_sec, $0.pointee.query_time_nsec) : nil }
+        let responseTime = message.flatMap {
+            $0.pointee.has_response_time_sec != 0 ? micros($0.pointee.response_time_sec, $0.pointee.response_time_nsec) : nil
+        }
         let eventTime: Int64 =
             (messageType?.isQuery == true ? queryTime : responseTime ?? queryTime) ?? receivedAtMicros
 
@@ -24,43 +26,47 @@ enum DnstapEventFields {
                 json.field("message_type", static: isQuery ? "Query" : "Response")
             }
         } else {
-            json.field("dnstap_type", dnstap.hasType ? "NO_MESSAGE" : "UNKNOWN(\(unknownEnum(dnstap.unknownFields, field: 15)))")
+            // Dnstap.type MESSAGE (1) with no message; any other value is newer than this build.
+            let type = dnstap.has_type != 0 ? Int32(bitPattern: dnstap.type.rawValue) : 0
+            json.field("dnstap_type", type == 1 ? "NO_MESSAGE" : "UNKNOWN(\(type))")
         }
-        if dnstap.hasIdentity { dnstap.identity.withUnsafeBytes { json.field("identity", bytes: $0) } }
-        if dnstap.hasVersion { dnstap.version.withUnsafeBytes { json.field("version", bytes: $0) } }
-        if dnstap.hasExtra { dnstap.extra.withUnsafeBytes { json.field("extra", bytes: $0) } }
-        guard dnstap.hasMessage else { return eventTime }
+        if dnstap.has_identity != 0 { json.field("identity", bytes: dnstap.identity.bytes) }
+        if dnstap.has_version != 0 { json.field("version", bytes: dnstap.version.bytes) }
+        if dnstap.has_extra != 0 { json.field("extra", bytes: dnstap.extra.bytes) }
+        guard let message else { return eventTime }
+        let fields = message.pointee
 
-        writeTransport(message, into: json)
-        writeAddress("src", message.hasQueryAddress ? message.queryAddress : nil, into: json)
-        if message.hasQueryPort { json.field("src_port", message.queryPort) }
-        writeAddress("dest", message.hasResponseAddress ? message.responseAddress : nil, into: json)
-        if message.hasResponsePort { json.field("dest_port", message.responsePort) }
+        writeTransport(fields, into: json)
+        if fields.has_query_address != 0 { json.field("src", address: fields.query_address.bytes) }
+        if fields.has_query_port != 0 { json.field("src_port", fields.query_port) }
+        if fields.has_response_address != 0 { json.field("dest", address: fields.response_address.bytes) }
+        if fields.has_response_port != 0 { json.field("dest_port", fields.response_port) }
         if let queryTime { json.field("query_timestamp", timestampMicros: queryTime) }
         if let responseTime { json.field("response_timestamp", timestampMicros: responseTime) }
         if let queryTime, let responseTime, messageType?.isQuery == false {
             json.field("duration", micros: responseTime - queryTime)
         }
-        if message.hasQueryZone {
-            json.field("query_zone", WireName.render(message.queryZone) ?? "\\# " + DNSRecordRenderer.hex(message.queryZone))
+        if fields.has_query_zone != 0 {
+            let zone = fields.query_zone.bytes
+            json.field("query_zone", WireName.render(zone) ?? "\\# " + DNSRecordRenderer.hex(zone))
         }
-        if message.hasPolicy { writePolicy(message.policy, into: json) }
+        if let policy = fields.policy { writePolicy(policy.pointee, into: json) }
 
         // The DNS message: the response for response types, else the query.
-        let wire: Data?
-        if messageType?.isQuery == false && message.hasResponseMessage {
-            wire = message.responseMessage
-        } else if message.hasQueryMessage {
-            wire = message.queryMessage
-        } else if message.hasResponseMessage {
-            wire = message.responseMessage
+        let wire: UnsafeRawBufferPointer?
+        if messageType?.isQuery == false && fields.has_response_message != 0 {
+            wire = fields.response_message.bytes
+        } else if fields.has_query_message != 0 {
+            wire = fields.query_message.bytes
+        } else if fields.has_response_message != 0 {
+            wire = fields.response_message.bytes
         } else {
             wire = nil
         }
         if let wire {
-            let dns = wire.withUnsafeBytes { DNSMessage(parsing: $0) }
+            let dns = DNSMessage(parsing: wire)
             DNSEventFields.write(dns, size: wire.count, into: json)
-            if collectResolutions, messageType?.feedsResolutionMap == true, message.hasResponseMessage {
+            if collectResolutions, messageType?.feedsResolutionMap == true, fields.has_response_message != 0 {
                 resolutions.ignored += ResolutionExtractor.extract(
                     from: dns, seenAtMicros: responseTime ?? receivedAtMicros, into: &resolutions.observations)
             }
@@ -73,68 +79,75 @@ enum DnstapEventFields {
         return clampedSeconds * 1_000_000 + Int64(min(nanos, 999_999_999) / 1000)
     }
 
-    private static func writeTransport(_ message: Dnstap_Message, into json: JSONObjectWriter) {
-        if message.hasSocketFamily {
-            json.field("socket_family", static: message.socketFamily == .inet6 ? "INET6" : "INET")
-        } else if let raw = unknownEnumIfPresent(message.unknownFields, field: 2) {
-            json.field("socket_family", "UNKNOWN(\(raw))")
+    private static func writeTransport(_ message: Dnstap__Message, into json: JSONObjectWriter) {
+        if message.has_socket_family != 0 {
+            switch message.socket_family.rawValue {
+            case 1: json.field("socket_family", static: "INET")
+            case 2: json.field("socket_family", static: "INET6")
+            default: json.field("socket_family", "UNKNOWN(\(Int32(bitPattern: message.socket_family.rawValue)))")
+            }
         }
-        if message.hasSocketProtocol {
+        if message.has_socket_protocol != 0 {
             let name: StaticString
-            switch message.socketProtocol {
-            case .udp: name = "udp"
-            case .tcp: name = "tcp"
-            case .dot: name = "dot"
-            case .doh: name = "doh"
-            case .dnscryptUdp: name = "dnscrypt-udp"
-            case .dnscryptTcp: name = "dnscrypt-tcp"
-            case .doq: name = "doq"
+            switch message.socket_protocol.rawValue {
+            case 1: name = "udp"
+            case 2: name = "tcp"
+            case 3: name = "dot"
+            case 4: name = "doh"
+            case 5: name = "dnscrypt-udp"
+            case 6: name = "dnscrypt-tcp"
+            case 7: name = "doq"
+            default:
+                json.field("transport", "unknown(\(Int32(bitPattern: message.socket_protocol.rawValue)))")
+                return writeHTTPProtocol(message, into: json)
             }
             json.field("transport", static: name)
-        } else if let raw = unknownEnumIfPresent(message.unknownFields, field: 3) {
-            json.field("transport", "unknown(\(raw))")
         }
-        if message.hasHTTPProtocol {
-            let name: StaticString
-            switch message.httpProtocol {
-            case .http1: name = "HTTP1"
-            case .http2: name = "HTTP2"
-            case .http3: name = "HTTP3"
-            }
-            json.field("http_protocol", static: name)
+        writeHTTPProtocol(message, into: json)
+    }
+
+    private static func writeHTTPProtocol(_ message: Dnstap__Message, into json: JSONObjectWriter) {
+        guard message.has_http_protocol != 0 else { return }
+        switch message.http_protocol.rawValue {
+        case 1: json.field("http_protocol", static: "HTTP1")
+        case 2: json.field("http_protocol", static: "HTTP2")
+        case 3: json.field("http_protocol", static: "HTTP3")
+        default: json.field("http_protocol", "UNKNOWN(\(Int32(bitPattern: message.http_protocol.rawValue)))")
         }
     }
 
-    private static func writeAddress(_ key: StaticString, _ bytes: Data?, into json: JSONObjectWriter) {
-        guard let bytes else { return }
-        bytes.withUnsafeBytes { json.field(key, address: $0) }
+    private static let policyActions = ["NXDOMAIN", "NODATA", "PASS", "DROP", "TRUNCATE", "LOCAL_DATA"]
+    private static let policyMatches = ["QNAME", "CLIENT_IP", "RESPONSE_IP", "NS_NAME", "NS_IP"]
+
+    private static func enumName(_ raw: UInt32, _ names: [String]) -> String {
+        let value = Int32(bitPattern: raw)
+        return value >= 1 && Int(value) <= names.count ? names[Int(value) - 1] : "UNKNOWN(\(value))"
     }
 
-    private static func writePolicy(_ policy: Dnstap_Policy, into json: JSONObjectWriter) {
-        if policy.hasType { json.field("policy_type", bytes: Array(policy.type.utf8)) }
-        if policy.hasRule { json.field("policy_rule", WireName.render(policy.rule) ?? DNSRecordRenderer.hex(policy.rule)) }
-        if policy.hasAction { json.field("policy_action", "\(policy.action)".uppercased()) }
-        if policy.hasMatch { json.field("policy_match", "\(policy.match)".uppercased()) }
-        if policy.hasValue {
-            let value = policy.value
-            switch (policy.match, value.count) {
-            case (.clientIp, 4), (.responseIp, 4), (.nsIp, 4): json.field("policy_value", IPAddressFormatter.string(fromIPv4: value))
-            case (.clientIp, 16), (.responseIp, 16), (.nsIp, 16): json.field("policy_value", IPAddressFormatter.string(fromIPv6: value))
+    private static func writePolicy(_ policy: Dnstap__Policy, into json: JSONObjectWriter) {
+        if policy.has_type != 0 { json.field("policy_type", bytes: policy.type.bytes) }
+        if policy.has_rule != 0 {
+            let rule = policy.rule.bytes
+            json.field("policy_rule", WireName.render(rule) ?? DNSRecordRenderer.hex(rule))
+        }
+        if policy.has_action != 0 { json.field("policy_action", enumName(policy.action.rawValue, policyActions)) }
+        if policy.has_match != 0 { json.field("policy_match", enumName(policy.match.rawValue, policyMatches)) }
+        if policy.has_value != 0 {
+            let value = policy.value.bytes
+            // CLIENT_IP, RESPONSE_IP, NS_IP: an address.
+            let addressMatch = policy.has_match != 0 && [2, 3, 5].contains(policy.match.rawValue)
+            switch (addressMatch, value.count) {
+            case (true, 4): json.field("policy_value", IPAddressFormatter.string(fromIPv4: value))
+            case (true, 16): json.field("policy_value", IPAddressFormatter.string(fromIPv6: value))
             default: json.field("policy_value", DNSRecordRenderer.hex(value))
             }
         }
     }
+}
 
-    /// The raw value of an enum field swift-protobuf did not recognise (proto2 enums are closed, so
-    /// a newer producer's value lands in the unknown fields), or 0 when absent.
-    static func unknownEnum(_ unknown: UnknownStorage, field: Int) -> UInt64 {
-        unknownEnumIfPresent(unknown, field: field) ?? 0
-    }
-
-    static func unknownEnumIfPresent(_ unknown: UnknownStorage, field: Int) -> UInt64? {
-        guard !unknown.data.isEmpty else { return nil }
-        return unknown.data.withUnsafeBytes { ProtobufVarintScanner.varint(field: field, in: $0) }
-    }
+extension ProtobufCBinaryData {
+    /// The bytes (owned by the decoder's arena: valid until its next decode).
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: data, count: len) }
 }
 
 /// Describes a dnstap Message.Type, including values newer than this build knows.
@@ -145,14 +158,15 @@ struct MessageTypeInfo {
     /// CLIENT_, RESOLVER_ and FORWARDER_RESPONSE: the responses the resolution map learns from.
     let feedsResolutionMap: Bool
 
-    init(_ message: Dnstap_Message) {
-        if message.hasType {
-            let raw = message.type.rawValue
-            name = Self.names[raw - 1]
+    init(_ message: Dnstap__Message) {
+        // A missing type (the field is required, but decoded leniently) reads as 0: unknown.
+        let raw = message.has_type != 0 ? Int32(bitPattern: message.type.rawValue) : 0
+        if raw >= 1 && Int(raw) <= Self.names.count {
+            name = Self.names[Int(raw) - 1]
             isQuery = raw % 2 == 1
             feedsResolutionMap = raw == 4 || raw == 6 || raw == 8
         } else {
-            name = "UNKNOWN(\(DnstapEventFields.unknownEnum(message.unknownFields, field: 1)))"
+            name = "UNKNOWN(\(raw))"
             isQuery = nil
             feedsResolutionMap = false
         }
@@ -167,54 +181,16 @@ struct MessageTypeInfo {
 
 /// Renders an uncompressed wire-format name (query_zone, Policy.rule), where pointers are illegal.
 enum WireName {
-    static func render(_ data: Data) -> String? {
-        data.withUnsafeBytes { bytes -> String? in
-            var builder = DNSNames.NameBuilder()
-            var position = 0
-            while position < bytes.count {
-                let length = Int(bytes[position])
-                if length == 0 { return position == bytes.count - 1 ? builder.finish() : nil }
-                guard length < 64, position + 1 + length < bytes.count else { return nil }
-                builder.appendLabel(UnsafeRawBufferPointer(rebasing: bytes[(position + 1)..<(position + 1 + length)]))
-                position += 1 + length
-            }
-            return nil
-        }
-    }
-}
-
-/// Finds a varint field in raw protobuf bytes (used only for unknown enum values).
-enum ProtobufVarintScanner {
-    static func varint(field wanted: Int, in bytes: UnsafeRawBufferPointer) -> UInt64? {
+    static func render(_ bytes: UnsafeRawBufferPointer) -> String? {
+        var builder = DNSNames.NameBuilder()
         var position = 0
-        func readVarint() -> UInt64? {
-            var result: UInt64 = 0
-            var shift: UInt64 = 0
-            while position < bytes.count, shift < 64 {
-                let byte = bytes[position]
-                position += 1
-                result |= UInt64(byte & 0x7F) << shift
-                if byte & 0x80 == 0 { return result }
-                shift += 7
-            }
-            return nil
-        }
-        var found: UInt64?
         while position < bytes.count {
-            guard let tag = readVarint() else { return found }
-            let field = Int(tag >> 3)
-            switch tag & 7 {
-            case 0:
-                guard let value = readVarint() else { return found }
-                if field == wanted { found = value }
-            case 1: position += 8
-            case 2:
-                guard let length = readVarint(), length <= UInt64(bytes.count - position) else { return found }
-                position += Int(length)
-            case 5: position += 4
-            default: return found
-            }
+            let length = Int(bytes[position])
+            if length == 0 { return position == bytes.count - 1 ? builder.finish() : nil }
+            guard length < 64, position + 1 + length < bytes.count else { return nil }
+            builder.appendLabel(UnsafeRawBufferPointer(rebasing: bytes[(position + 1)..<(position + 1 + length)]))
+            position += 1 + length
         }
-        return found
+        return nil
     }
 }
