@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "DnstapForwarder", targets: ["DnstapForwarder"]),
         .executable(name: "hec-bench-receiver", targets: ["HECBenchReceiver"]),
         .executable(name: "resolution-map-bench", targets: ["ResolutionMapBench"]),
+        .executable(name: "encoder-bench", targets: ["EncoderBench"]),
         // libFuzzer's entry point, linked into a fuzzer by scripts/fuzz.sh (unused otherwise).
         .library(name: "DnstapFuzzEntry", type: .dynamic, targets: ["DnstapFuzzEntry"]),
     ],
@@ -109,6 +110,11 @@ let package = Package(
         .target(name: "DnstapFuzzEntry", dependencies: ["DnstapFuzzTargets"], swiftSettings: fuzzSettings),
         // Memory per entry and recording rate of the resolution map, for scripts/bench.sh.
         .executableTarget(name: "ResolutionMapBench", dependencies: ["DnstapForwarder"]),
+        // The event encoder's cost per message on one thread, for scripts/bench.sh.
+        .executableTarget(
+            name: "EncoderBench",
+            dependencies: ["DnstapForwarder", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(
             name: "DnstapForwarderTests",
             dependencies: [

@@ -40,6 +40,38 @@ struct EventEncoderTests {
         #expect(event["transaction_id"] as? Int == 7)
     }
 
+    @Test("timestamps stay exact across events of one encoder (the second's text is reused only within it)")
+    func timestampsAcrossEvents() throws {
+        var encoder = DnstapEventEncoder()
+        let times: [(UInt64, UInt32)] = [(1_700_000_000, 123_456_000), (1_700_000_000, 999_999_999), (1_700_000_001, 0), (1_600_000_000, 5_000)]
+        for time in times {
+            let frame = DnstapBuilder.message(type: .clientQuery, query: DNSWireBuilder.query(name: "t.test"), queryTime: time, responseTime: nil)
+            try encoder.append(frame: ByteBuffer(bytes: frame), receivedAtMicros: 0)
+        }
+        let stamps = try encoder.takeEvents().map { event in
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(Array(buffer: event.json))) as? [String: Any])
+            return object["timestamp"] as? String
+        }
+        #expect(stamps == [
+            "2023-11-14T22:13:20.123456Z", "2023-11-14T22:13:20.999999Z", "2023-11-14T22:13:21.000000Z", "2020-09-13T12:26:40.000005Z",
+        ])
+    }
+
+    @Test("IPv6 addresses in the event (answers, src, dest) are RFC 5952 text")
+    func ipv6Addresses() throws {
+        let v6: [UInt8] = [0x20, 0x01, 0x0d, 0xb8] + Array(repeating: 0, count: 11) + [1]
+        let mapped: [UInt8] = Array(repeating: 0, count: 10) + [0xff, 0xff, 192, 0, 2, 7]
+        let payload = DnstapBuilder.message(
+            type: .clientResponse,
+            response: DNSWireBuilder.response(name: "v6.test", answers: [.aaaa("v6.test", v6), .aaaa("v6.test", mapped)]),
+            queryAddress: v6, responseAddress: [0xfe, 0x80] + Array(repeating: 0, count: 14))
+        let event = try encode(payload)
+        #expect(event["answer"] as? [String] == ["2001:db8::1", "::ffff:192.0.2.7"])
+        #expect(event["src"] as? String == "2001:db8::1")
+        #expect(event["dest"] as? String == "fe80::")
+        #expect(event["socket_family"] as? String == "INET6")
+    }
+
     @Test("a query takes its time from query_time; a message with no time from the receipt")
     func timestamps() throws {
         let query = try encode(DnstapBuilder.message(type: .clientQuery, query: DNSWireBuilder.query(name: "a.test")))

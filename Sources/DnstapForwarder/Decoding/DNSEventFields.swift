@@ -10,7 +10,11 @@ enum DNSEventFields {
         json.field("query_type", DNSNames.opcodeName(dns.opcode))
         if let question = dns.question {
             json.field("query", question.name)
-            json.field("record_type", DNSNames.typeName(question.type))
+            if let name = DNSNames.commonTypeName(question.type) {
+                json.field("record_type", static: name)
+            } else {
+                json.field("record_type", DNSNames.typeName(question.type))
+            }
             json.field("query_class", DNSNames.className(question.qclass))
         }
         if dns.isResponse {
@@ -22,23 +26,32 @@ enum DNSEventFields {
         json.field("authority_answer_count", dns.authorityCount)
         json.field("additional_answer_count", dns.additionalCount)
         if !dns.answers.isEmpty {
+            // By index: the records are read in place, not copied (with their strings) one by one.
+            let answers = dns.answers.indices
             json.beginArray("answer")
-            for answer in dns.answers {
-                switch answer.data {
+            for index in answers {
+                switch dns.answers[index].data {
                 case .ipv4(let address): json.arrayElement(address)
                 case .name(let name), .text(let name): json.arrayElement(name)
-                case .ipv6: json.arrayElement(answer.data.presentation)
+                case .ipv6(let address): json.arrayElement(address)
                 }
             }
             json.endArray()
             json.beginArray("answer_type")
-            for answer in dns.answers { json.arrayElement(DNSNames.typeName(answer.type)) }
+            for index in answers {
+                let type = dns.answers[index].type
+                if let name = DNSNames.commonTypeName(type) {
+                    json.arrayElement(static: name)
+                } else {
+                    json.arrayElement(DNSNames.typeName(type))
+                }
+            }
             json.endArray()
             json.beginArray("answer_name")
-            for answer in dns.answers { json.arrayElement(answer.name) }
+            for index in answers { json.arrayElement(dns.answers[index].name) }
             json.endArray()
             json.beginArray("ttl")
-            for answer in dns.answers { json.arrayElement(answer.ttl) }
+            for index in answers { json.arrayElement(dns.answers[index].ttl) }
             json.endArray()
         }
         if let edns = dns.edns {

@@ -25,6 +25,23 @@ public enum DNSNames {
     /// "A", "AAAA", ... or RFC 3597's "TYPE1234".
     public static func typeName(_ type: UInt16) -> String { types[type] ?? "TYPE\(type)" }
 
+    /// The names of the types most answers carry, without a dictionary lookup (nil for the rest).
+    static func commonTypeName(_ type: UInt16) -> StaticString? {
+        switch type {
+        case typeA: return "A"
+        case typeNS: return "NS"
+        case typeCNAME: return "CNAME"
+        case typeSOA: return "SOA"
+        case typePTR: return "PTR"
+        case typeMX: return "MX"
+        case typeTXT: return "TXT"
+        case typeAAAA: return "AAAA"
+        case typeSRV: return "SRV"
+        case 65: return "HTTPS"
+        default: return nil
+        }
+    }
+
     public static func className(_ qclass: UInt16) -> String {
         switch qclass {
         case 1: return "IN"
@@ -76,7 +93,16 @@ public enum DNSNames {
 
         init() { bytes.reserveCapacity(64) }
 
+        private init(empty: Void) {}
+
         mutating func reset() { bytes.removeAll(keepingCapacity: true) }
+
+        /// This builder's memory, leaving an empty builder (no allocation) in its place.
+        mutating func take() -> NameBuilder {
+            var taken = NameBuilder(empty: ())
+            swap(&taken, &self)
+            return taken
+        }
 
         mutating func appendLabel(_ label: UnsafeRawBufferPointer) {
             if !bytes.isEmpty { bytes.append(UInt8(ascii: ".")) }

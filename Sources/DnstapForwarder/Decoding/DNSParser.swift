@@ -1,8 +1,16 @@
 extension DNSMessage {
     /// Parses a wire-format DNS message (no TCP length prefix).
     public init(parsing bytes: UnsafeRawBufferPointer) {
+        var names = DNSNames.NameBuilder()
+        self.init(parsing: bytes, names: &names)
+    }
+
+    /// Parses with `names` as the scratch memory for building names, so that a caller parsing
+    /// many messages (the event encoder) allocates it once, not once a message.
+    init(parsing bytes: UnsafeRawBufferPointer, names: inout DNSNames.NameBuilder) {
         self.init()
-        var reader = DNSWireReader(bytes: bytes)
+        var reader = DNSWireReader(bytes: bytes, names: names.take())
+        defer { names = reader.takeNames() }
         guard bytes.count >= 12 else {
             parseError = .tooShort(bytes.count)
             return
@@ -22,6 +30,8 @@ extension DNSMessage {
                 }
                 if index == 0 { question = DNSQuestion(name: name, type: type, qclass: qclass) }
             }
+            // One allocation for the usual answer (the count is not trusted beyond that).
+            answers.reserveCapacity(min(Int(answerCount), 16))
             for _ in 0..<Int(answerCount) {
                 answers.append(try reader.readRecord(section: "answer", render: true))
             }
@@ -47,10 +57,15 @@ extension DNSMessage {
 struct DNSWireReader {
     let bytes: UnsafeRawBufferPointer
     var offset = 0
-    /// Reused for every name of the message: one allocation per message, not per name.
-    private var names = DNSNames.NameBuilder()
+    /// Reused for every name of the message (and, via `takeNames`, of the next message).
+    private var names: DNSNames.NameBuilder
 
-    init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+    init(bytes: UnsafeRawBufferPointer, names: DNSNames.NameBuilder = DNSNames.NameBuilder()) {
+        self.bytes = bytes
+        self.names = names
+    }
+
+    mutating func takeNames() -> DNSNames.NameBuilder { names.take() }
 
     func u16(at position: Int) -> UInt16 { UInt16(bytes[position]) << 8 | UInt16(bytes[position + 1]) }
 

@@ -106,13 +106,25 @@ public enum IPAddressFormatter {
     }
 
     public static func string<Bytes: Collection<UInt8>>(fromIPv6 bytes: Bytes) -> String {
-        let raw = Array(bytes)
-        guard raw.count == 16 else { return DNSRecordRenderer.hex(raw) }
-        let groups = (0..<8).map { UInt16(raw[$0 * 2]) << 8 | UInt16(raw[$0 * 2 + 1]) }
+        guard bytes.count == 16 else { return DNSRecordRenderer.hex(bytes) }
+        let address = Array(bytes).withUnsafeBytes { IPv6Bytes($0) }
+        return String(unsafeUninitializedCapacity: maxIPv6Length) { format(address, into: $0.baseAddress!) }
+    }
+
+    /// The longest RFC 5952 text: eight groups of four hex digits and seven colons, or ::ffff: and
+    /// a dotted quad.
+    static let maxIPv6Length = 45
+
+    /// Writes the RFC 5952 text of `address` at `out` (room for `maxIPv6Length` bytes) without
+    /// allocating; returns the number of bytes written.
+    static func format(_ address: IPv6Bytes, into out: UnsafeMutablePointer<UInt8>) -> Int {
+        func group(_ index: Int) -> UInt16 {
+            UInt16(truncatingIfNeeded: (index < 4 ? address.high : address.low) >> UInt64(48 - 16 * (index % 4)))
+        }
         // The longest run of two or more zero groups becomes "::" (the first, on a tie).
         var bestStart = -1, bestLength = 0, runStart = -1
         for index in 0...8 {
-            if index < 8 && groups[index] == 0 {
+            if index < 8 && group(index) == 0 {
                 if runStart < 0 { runStart = index }
             } else if runStart >= 0 {
                 if index - runStart > bestLength && index - runStart >= 2 {
@@ -122,22 +134,46 @@ public enum IPAddressFormatter {
                 runStart = -1
             }
         }
-        // IPv4-mapped addresses read as ::ffff:a.b.c.d.
-        if bestStart == 0 && bestLength == 5 && groups[5] == 0xFFFF {
-            return "::ffff:" + string(fromIPv4: raw[12..<16])
+        var count = 0
+        func put(_ byte: UInt8) {
+            out[count] = byte
+            count += 1
         }
-        var parts: [String] = []
+        func putDecimal(_ value: UInt8) {
+            if value >= 100 { put(UInt8(ascii: "0") + value / 100) }
+            if value >= 10 { put(UInt8(ascii: "0") + value / 10 % 10) }
+            put(UInt8(ascii: "0") + value % 10)
+        }
+        // IPv4-mapped addresses read as ::ffff:a.b.c.d.
+        if bestStart == 0 && bestLength == 5 && group(5) == 0xFFFF {
+            for byte in "::ffff:".utf8 { put(byte) }
+            for shift in stride(from: UInt64(24), through: 0, by: -8) {
+                if shift != 24 { put(UInt8(ascii: ".")) }
+                putDecimal(UInt8(truncatingIfNeeded: address.low >> shift))
+            }
+            return count
+        }
+        let digits: StaticString = "0123456789abcdef"
         var index = 0
         while index < 8 {
             if index == bestStart {
-                parts.append(index == 0 ? ":" : "")
+                put(UInt8(ascii: ":"))
+                put(UInt8(ascii: ":"))
                 index += bestLength
-                if index == 8 { parts.append("") }
                 continue
             }
-            parts.append(String(groups[index], radix: 16))
+            if index > 0 && index != bestStart + bestLength { put(UInt8(ascii: ":")) }
+            let value = group(index)
+            var started = false
+            for shift in stride(from: 12, through: 0, by: -4) {
+                let nibble = Int(value >> UInt16(shift) & 0xF)
+                if nibble != 0 || started || shift == 0 {
+                    put(digits.utf8Start[nibble])
+                    started = true
+                }
+            }
             index += 1
         }
-        return parts.joined(separator: ":")
+        return count
     }
 }

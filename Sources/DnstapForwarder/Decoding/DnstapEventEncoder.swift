@@ -13,6 +13,7 @@ public struct DnstapEventEncoder {
     private let collectResolutions: Bool
     private var resolutions = ResolutionCollector()
     private let decoder = DnstapProtobufDecoder()
+    private var names = DNSNames.NameBuilder()
 
     /// - Parameter collectResolutions: also gather the address facts of responses (for the
     ///   resolution map), taken with `takeResolutions()`.
@@ -35,7 +36,7 @@ public struct DnstapEventEncoder {
         let start = writer.count
         writer.beginObject()
         let time = DnstapEventFields.write(
-            dnstap, receivedAtMicros: receivedAtMicros, into: writer, resolutions: &resolutions,
+            dnstap, receivedAtMicros: receivedAtMicros, into: writer, names: &names, resolutions: &resolutions,
             collectResolutions: collectResolutions)
         writer.endObject()
         pending.append((start, writer.count, time))

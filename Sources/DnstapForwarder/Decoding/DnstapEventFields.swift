@@ -7,7 +7,7 @@ enum DnstapEventFields {
     /// `collectResolutions`, the address facts of a client/resolver/forwarder response go to it.
     static func write(
         _ dnstap: UnsafePointer<Dnstap__Dnstap>, receivedAtMicros: Int64, into json: JSONObjectWriter,
-        resolutions: inout ResolutionCollector, collectResolutions: Bool
+        names: inout DNSNames.NameBuilder, resolutions: inout ResolutionCollector, collectResolutions: Bool
     ) -> Int64 {
         let dnstap = dnstap.pointee
         let message = dnstap.message.map { UnsafePointer($0) }
@@ -64,7 +64,7 @@ enum DnstapEventFields {
             wire = nil
         }
         if let wire {
-            let dns = DNSMessage(parsing: wire)
+            let dns = DNSMessage(parsing: wire, names: &names)
             DNSEventFields.write(dns, size: wire.count, into: json)
             if collectResolutions, messageType?.feedsResolutionMap == true, fields.has_response_message != 0 {
                 resolutions.ignored += ResolutionExtractor.extract(

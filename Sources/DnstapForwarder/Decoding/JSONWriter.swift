@@ -10,13 +10,19 @@ final class JSONObjectWriter {
     @exclusivity(unchecked) private var capacity: Int
     @exclusivity(unchecked) private(set) var count = 0
     @exclusivity(unchecked) private var needsComma = false
+    /// The second of the last timestamp written, and its text up to the fraction.
+    @exclusivity(unchecked) private var cachedSecond = Int64.min
+    private let cachedSecondPrefix = UnsafeMutablePointer<UInt8>.allocate(capacity: JSONObjectWriter.secondPrefixLength)
 
     init(capacity: Int) {
         self.capacity = max(capacity, 64)
         self.base = .allocate(capacity: self.capacity)
     }
 
-    deinit { base.deallocate() }
+    deinit {
+        base.deallocate()
+        cachedSecondPrefix.deallocate()
+    }
 
     /// The bytes written since the last `removeAll`.
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
@@ -76,13 +82,23 @@ final class JSONObjectWriter {
         append(UnsafeRawBufferPointer(start: string.utf8Start, count: string.utf8CodeUnitCount))
     }
 
+    /// `,"name":` with one capacity check.
+    @inline(__always)
     private func key(_ name: StaticString) {
-        if needsComma { append(UInt8(ascii: ",")) }
+        let length = name.utf8CodeUnitCount
+        reserve(length + 4)
+        var cursor = base + count
+        if needsComma {
+            cursor.pointee = UInt8(ascii: ",")
+            cursor += 1
+        }
+        cursor.pointee = UInt8(ascii: "\"")
+        (cursor + 1).update(from: name.utf8Start, count: length)
+        cursor += 1 + length
+        cursor[0] = UInt8(ascii: "\"")
+        cursor[1] = UInt8(ascii: ":")
+        count = cursor + 2 - base
         needsComma = true
-        append(UInt8(ascii: "\""))
-        append(static: name)
-        append(UInt8(ascii: "\""))
-        append(UInt8(ascii: ":"))
     }
 
     func field(_ name: StaticString, _ value: String) {
@@ -130,22 +146,37 @@ final class JSONObjectWriter {
     func field(_ name: StaticString, timestampMicros value: Int64) {
         key(name)
         append(UInt8(ascii: "\""))
-        let time = UTCTime(micros: value)
-        writePadded(UInt64(clamping: time.year), digits: 4)
-        append(UInt8(ascii: "-"))
-        writePadded(UInt64(time.month), digits: 2)
-        append(UInt8(ascii: "-"))
-        writePadded(UInt64(time.day), digits: 2)
-        append(UInt8(ascii: "T"))
-        writePadded(UInt64(time.hour), digits: 2)
-        append(UInt8(ascii: ":"))
-        writePadded(UInt64(time.minute), digits: 2)
-        append(UInt8(ascii: ":"))
-        writePadded(UInt64(time.second), digits: 2)
-        append(UInt8(ascii: "."))
-        writePadded(UInt64(time.microsecond), digits: 6)
+        // An event's timestamps, and the events of a read, mostly fall in the same second: its
+        // "YYYY-MM-DDTHH:MM:SS." is kept and copied instead of recomputed.
+        let second = value >= 0 ? value / 1_000_000 : (value - 999_999) / 1_000_000
+        reserve(Self.secondPrefixLength)
+        if second != cachedSecond {
+            let start = count
+            let time = UTCTime(micros: value)
+            writePadded(UInt64(clamping: time.year), digits: 4)
+            append(UInt8(ascii: "-"))
+            writePadded(UInt64(time.month), digits: 2)
+            append(UInt8(ascii: "-"))
+            writePadded(UInt64(time.day), digits: 2)
+            append(UInt8(ascii: "T"))
+            writePadded(UInt64(time.hour), digits: 2)
+            append(UInt8(ascii: ":"))
+            writePadded(UInt64(time.minute), digits: 2)
+            append(UInt8(ascii: ":"))
+            writePadded(UInt64(time.second), digits: 2)
+            append(UInt8(ascii: "."))
+            cachedSecondPrefix.update(from: base + start, count: Self.secondPrefixLength)
+            cachedSecond = second
+        } else {
+            (base + count).update(from: cachedSecondPrefix, count: Self.secondPrefixLength)
+            count += Self.secondPrefixLength
+        }
+        writePadded(UInt64(value - second * 1_000_000), digits: 6)
         append(static: "Z\"")
     }
+
+    /// "YYYY-MM-DDTHH:MM:SS." (the year is always written with four digits).
+    private static let secondPrefixLength = 20
 
     /// An array of strings.
     func field(_ name: StaticString, strings values: [String]) {
@@ -189,7 +220,7 @@ final class JSONObjectWriter {
     }
 
     /// An IPv4 or IPv6 address (or hex for any other length) as a JSON string.
-    func field<Bytes: Collection<UInt8>>(_ name: StaticString, address bytes: Bytes) where Bytes.Index == Int {
+    func field(_ name: StaticString, address bytes: UnsafeRawBufferPointer) {
         key(name)
         append(UInt8(ascii: "\""))
         if bytes.count == 4 {
@@ -197,11 +228,19 @@ final class JSONObjectWriter {
                 if offset > 0 { append(UInt8(ascii: ".")) }
                 writeDecimal(UInt64(byte))
             }
+        } else if bytes.count == 16 {
+            writeIPv6(IPv6Bytes(bytes))
         } else {
-            var text = bytes.count == 16 ? IPAddressFormatter.string(fromIPv6: bytes) : DNSRecordRenderer.hex(bytes)
+            var text = DNSRecordRenderer.hex(bytes)
             text.withUTF8 { append(UnsafeRawBufferPointer($0)) }
         }
         append(UInt8(ascii: "\""))
+    }
+
+    /// An address in RFC 5952 text straight into the buffer.
+    private func writeIPv6(_ address: IPv6Bytes) {
+        reserve(IPAddressFormatter.maxIPv6Length)
+        count += IPAddressFormatter.format(address, into: base + count)
     }
 
     /// Starts an array field; follow with `arrayElement` calls and `endArray`.
@@ -232,6 +271,15 @@ final class JSONObjectWriter {
             if shift != 24 { append(UInt8(ascii: ".")) }
             writeDecimal(UInt64(address.value >> shift & 0xFF))
         }
+        append(UInt8(ascii: "\""))
+    }
+
+    /// An IPv6 address in RFC 5952 text, straight from the address value.
+    func arrayElement(_ address: IPv6Bytes) {
+        if needsComma { append(UInt8(ascii: ",")) }
+        needsComma = true
+        append(UInt8(ascii: "\""))
+        writeIPv6(address)
         append(UInt8(ascii: "\""))
     }
 
