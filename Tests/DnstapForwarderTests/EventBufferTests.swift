@@ -23,6 +23,18 @@ struct EventBufferTests {
         #expect(buffer.fill == 15)
     }
 
+    @Test("a backlog is taken in one go up to the backlog count; a batch still waits for the batch size")
+    func backlog() async {
+        let buffer = EventBuffer(capacity: 100, timerLoop: MultiThreadedEventLoopGroup.singleton.next())
+        #expect(await buffer.append(events(45)) == 0)
+        #expect(texts(await buffer.nextBatch(maxCount: 10, backlogCount: 40, flushInterval: .hours(1))) == (0..<40).map(String.init))
+        buffer.complete(40)
+        // 5 left: fewer than the batch size, and the flush interval has not passed.
+        async let next = buffer.nextBatch(maxCount: 10, backlogCount: 40, flushInterval: .hours(1))
+        _ = await buffer.append(events(5, from: 45))
+        #expect(texts(await next) == (40..<50).map(String.init))
+    }
+
     @Test("a partial batch is handed over once the flush interval passes")
     func flushInterval() async {
         let buffer = EventBuffer(capacity: 100, timerLoop: MultiThreadedEventLoopGroup.singleton.next())

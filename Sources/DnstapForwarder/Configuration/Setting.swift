@@ -160,7 +160,7 @@ public enum Setting: String, CaseIterable, Sendable {
         case .handshakeTimeout: return "Close a connection that has not completed READY/ACCEPT/START by then."
         case .idleTimeout: return "Close a connection that has sent no whole frame for this long (0: never)."
         case .bufferSize: return "Events held between the connections and the output; when full, connections stop reading."
-        case .batchSize: return "Events written per batch."
+        case .batchSize: return "Events written per batch (stdout: a backlog goes out in one write of up to 2,048)."
         case .flushInterval: return "Longest time an event waits for its batch (seconds, or with ms/s/m)."
         case .outputType: return "Where events go: stdout (JSON lines), hec (Splunk HTTP Event Collector) or file (rotated by size)."
         case .outputPath: return "With -output-type file: the file events are written to."

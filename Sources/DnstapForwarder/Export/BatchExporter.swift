@@ -52,7 +52,8 @@ public final class BatchExporter: Service {
         await sink.start()
         await withDiscardingTaskGroup { group in
             let slots = WriteSlots(count: max(1, sink.maxConcurrentWrites))
-            while let batch = await buffer.nextBatch(maxCount: batchSize, flushInterval: flushInterval) {
+            let backlogCount = sink.backlogWriteLimit(batchSize: batchSize)
+            while let batch = await buffer.nextBatch(maxCount: batchSize, backlogCount: backlogCount, flushInterval: flushInterval) {
                 if shutdown.isPastDeadline {
                     statistics.dropped(batch.count, reason: .shutdownTimeout)
                     buffer.complete(batch.count)

@@ -85,14 +85,16 @@ public final class EventBuffer: Sendable {
     // MARK: - Consumer
 
     /// The next batch: `maxCount` events as soon as there are that many, fewer once the oldest has
-    /// waited `flushInterval`, whatever is left once closed; nil when closed and empty.
-    public func nextBatch(maxCount: Int, flushInterval: TimeAmount) async -> [ForwardedEvent]? {
+    /// waited `flushInterval`, whatever is left once closed; nil when closed and empty. With
+    /// `backlogCount` (≥ `maxCount`), a backlog is taken in one go up to that many events.
+    public func nextBatch(maxCount: Int, backlogCount: Int? = nil, flushInterval: TimeAmount) async -> [ForwardedEvent]? {
+        let takeUpTo = max(maxCount, backlogCount ?? maxCount)
         while true {
             enum Step { case batch([ForwardedEvent]), finished, wait(NIODeadline?) }
             let step = state.withLock { state -> Step in
                 let due = state.oldestEnqueued.map { NIODeadline.now() >= $0 + flushInterval } ?? false
                 if state.queue.count >= maxCount || (!state.queue.isEmpty && (state.closed || due)) {
-                    let count = min(maxCount, state.queue.count)
+                    let count = min(takeUpTo, state.queue.count)
                     var batch: [ForwardedEvent] = []
                     batch.reserveCapacity(count)
                     for _ in 0..<count { batch.append(state.queue.removeFirst()) }

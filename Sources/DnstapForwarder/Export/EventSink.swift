@@ -15,6 +15,9 @@ import Darwin
 public protocol EventSink: Sendable {
     /// How many writes may be in flight at once (1: strictly one after the other, in order).
     var maxConcurrentWrites: Int { get }
+    /// The most events one write takes when a backlog has built up (a batch is the unit only
+    /// while the output keeps up); nil: exactly the batch size.
+    func backlogWriteLimit(batchSize: Int) -> Int?
     /// Called once before the first write (e.g. to probe the destination and report problems).
     func start() async
     /// Background work of the sink (a spool's drainer), run beside the exporter until `finish()`.
@@ -36,6 +39,7 @@ public enum OutputReadiness: Sendable, Equatable {
 
 extension EventSink {
     public var maxConcurrentWrites: Int { 1 }
+    public func backlogWriteLimit(batchSize: Int) -> Int? { nil }
     public var readiness: OutputReadiness { .ready }
     public func start() async {}
     public func run() async {}
@@ -94,6 +98,10 @@ public final class JSONLinesSink: EventSink {
     }
 
     /// The events as lines, each optionally preceded by `prefix(event)` (a syslog header).
+    /// When the reader falls behind, queued batches go out in one write of up to 2,048 events
+    /// (about 1.3 MB of typical events): fewer wake-ups and system calls for the same lines.
+    public func backlogWriteLimit(batchSize: Int) -> Int? { max(batchSize, 2048) }
+
     static func lines(_ events: [ForwardedEvent], prefixBytes: Int = 0, prefix: ((ForwardedEvent) -> String)? = nil) -> ByteBuffer {
         var lines = ByteBufferAllocator().buffer(capacity: events.reduce(0) { $0 + $1.json.readableBytes + 1 + prefixBytes })
         for event in events {
