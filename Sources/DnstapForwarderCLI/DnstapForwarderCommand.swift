@@ -37,6 +37,7 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
     @Option(name: names(.hecToken), help: help(.hecToken)) var hecToken: String?
     @Option(name: names(.hecTokenFile), help: help(.hecTokenFile)) var hecTokenFile: String?
     @Option(name: names(.hecGzip), help: help(.hecGzip)) var hecGzip: String?
+    @Option(name: names(.hecGzipLevel), help: help(.hecGzipLevel)) var hecGzipLevel: String?
     @Option(name: names(.hecMaxBatchBytes), help: help(.hecMaxBatchBytes)) var hecMaxBatchBytes: String?
     @Option(name: names(.hecRequestTimeout), help: help(.hecRequestTimeout)) var hecRequestTimeout: String?
     @Option(name: names(.hecConnectTimeout), help: help(.hecConnectTimeout)) var hecConnectTimeout: String?
@@ -85,7 +86,7 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
             (.batchSize, batchSize), (.flushInterval, flushInterval), (.outputType, outputType), (.hecURL, hecURL),
             (.outputPath, outputPath), (.outputFormat, outputFormat), (.maxFileSize, maxFileSize), (.maxFiles, maxFiles),
             (.filePattern, filePattern),
-            (.hecToken, hecToken), (.hecTokenFile, hecTokenFile), (.hecGzip, hecGzip), (.hecMaxBatchBytes, hecMaxBatchBytes),
+            (.hecToken, hecToken), (.hecTokenFile, hecTokenFile), (.hecGzip, hecGzip), (.hecGzipLevel, hecGzipLevel), (.hecMaxBatchBytes, hecMaxBatchBytes),
             (.hecRequestTimeout, hecRequestTimeout), (.hecConnectTimeout, hecConnectTimeout),
             (.hecRetryInitialDelay, hecRetryInitialDelay), (.hecRetryMaxDelay, hecRetryMaxDelay), (.hecMaxInFlight, hecMaxInFlight), (.hecDLQPath, hecDLQPath), (.hecPersistentBuf, hecPersistentBuf),
             (.hecBufPath, hecBufPath), (.hecBufMaxSize, hecBufMaxSize),

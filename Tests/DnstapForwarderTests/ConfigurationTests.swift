@@ -86,7 +86,7 @@ struct ConfigurationTests {
         arguments: [
             (Setting.maxConnections, "many"), (.bufferSize, "-1"), (.batchSize, "0"), (.flushInterval, "soon"),
             (.tcpListen, "nohost"), (.tcpListen, "1.2.3.4:99999"), (.unixSocketMode, "999"), (.logLevel, "loud"),
-            (.outputType, "kafka"), (.maxFrameSize, "12"), (.handshakeTimeout, "0"),
+            (.outputType, "kafka"), (.maxFrameSize, "12"), (.handshakeTimeout, "0"), (.hecGzipLevel, "0"), (.hecGzipLevel, "10"),
         ])
     func badValues(setting: Setting, value: String) {
         do {

@@ -188,6 +188,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
             config.hecToken = contents.trimmingSpaces()
         }
         config.hec.gzip = try ValueParsing.boolean(value(.hecGzip)!, setting: .hecGzip)
+        config.hec.gzipLevel = try ValueParsing.integer(value(.hecGzipLevel)!, setting: .hecGzipLevel, range: 1...9)
         config.hec.maxBatchBytes = try ValueParsing.byteSize(value(.hecMaxBatchBytes)!, setting: .hecMaxBatchBytes)
         config.hec.requestTimeout = try ValueParsing.duration(value(.hecRequestTimeout)!, setting: .hecRequestTimeout)
         config.hec.connectTimeout = try ValueParsing.duration(value(.hecConnectTimeout)!, setting: .hecConnectTimeout)
@@ -281,6 +282,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         if hecToken != nil { metadata["hec_token"] = "<redacted>" }
         if outputType == .hec {
             metadata["hec_gzip"] = .stringConvertible(hec.gzip)
+            metadata["hec_gzip_level"] = .stringConvertible(hec.gzipLevel)
             metadata["hec_max_batch_bytes"] = .stringConvertible(hec.maxBatchBytes)
             metadata["hec_max_in_flight"] = .stringConvertible(hec.maxInFlight)
             metadata["hec_dlq_path"] = .string(hec.deadLetterPath ?? "off")

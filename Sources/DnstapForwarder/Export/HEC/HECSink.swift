@@ -141,7 +141,7 @@ public final class HECSink: EventSink {
     /// Sends one body until HEC gives a final answer; transient failures are retried.
     private func send(_ part: ArraySlice<ForwardedEvent>, abandon: EventLoopFuture<Void>) async throws -> HECVerdict {
         var plain = envelopes.encode(part)
-        let body = settings.gzip ? try plain.compress(with: .gzip()) : plain
+        let body = settings.gzip ? try plain.compress(with: .gzip(configuration: .init(compressionLevel: Int32(settings.gzipLevel)))) : plain
         var failures = 0
         while true {
             let verdict: HECVerdict
