@@ -6,8 +6,9 @@
 #   dnstap-forwarder             decoding to JSON lines on stdout (> /dev/null), resolution map on
 #   dnstap-forwarder (map off)   the same with -resolution-map-size 0: what the map costs
 # The sender is libfstrm's fstrm_replay, which waits for FINISH, so sender time = intake time.
-# Then: resident memory with 500 idle connections open, before/while/after a replay; the
-# resolution map's memory per entry; HEC throughput and memory with HEC stalled.
+# Then: the event encoder's cost per message alone (encoder-bench: one thread, no I/O); resident
+# memory with 500 idle connections open, before/while/after a replay; the resolution map's memory
+# per entry; HEC throughput and memory with HEC stalled.
 #
 #   usage: scripts/bench.sh [--runs N] [--repeat R] [--capture FILE]
 #   (defaults: 3 runs, the capture sent 2 times per run; the capture is made once with a real
@@ -27,8 +28,10 @@ scripts/install-test-deps.sh >/dev/null
 swift build -c release --product dnstap-forwarder 2>&1 | tail -1
 swift build -c release --product hec-bench-receiver 2>&1 | tail -1
 swift build -c release --product resolution-map-bench 2>&1 | tail -1
+swift build -c release --product encoder-bench 2>&1 | tail -1
 forwarder=$(swift build -c release --show-bin-path)/dnstap-forwarder
 map_bench=$(swift build -c release --show-bin-path)/resolution-map-bench
+encoder_bench=$(swift build -c release --show-bin-path)/encoder-bench
 hec_receiver=$(swift build -c release --show-bin-path)/hec-bench-receiver
 mkdir -p "$(dirname "$capture")"
 [ -s "$capture" ] || scripts/bench/make-capture.sh "$capture" >/dev/null
@@ -86,6 +89,7 @@ awk -v f="${rate[dnstap-forwarder]}" -v g="${rate[golang-dnstap]}" -v c="${rate[
   'BEGIN { printf "dnstap-forwarder / golang-dnstap = %.2fx; dnstap-forwarder / fstrm_capture = %.2f\n", f / g, f / c }'
 awk -v f="${rate[dnstap-forwarder]}" -v o="${rate[map-off]}" \
   'BEGIN { printf "resolution map: with it %.0f msgs/s, without it %.0f (%.2f)\n", f, o, f / o }'
+"$encoder_bench" "$capture"
 "$map_bench" --entries 1000000
 
 # Memory with 500 connections open: idle handshaken connections, then a replay on top.

@@ -7,9 +7,23 @@ import SwiftProtobuf
 enum DnstapFuzzing {
     static let receivedAt: Int64 = 1_700_000_000_000_000
 
-    /// Arbitrary bytes as a dnstap protobuf.
+    /// Arbitrary bytes as a dnstap protobuf. Differential too: the service decodes with
+    /// libprotobuf-c; where swift-protobuf (the schema's other implementation) also reads the
+    /// bytes, the event must be the same as for swift-protobuf's canonical re-encoding of them
+    /// (field order, repeated and merged fields resolved the same way). Not where swift-protobuf
+    /// kept unknown fields: its proto2 enums are closed, so an enum value newer than the schema
+    /// goes there, and re-encoding moves it after the known fields, changing which value is last.
+    /// Nor where a bytes field of Message or Policy is present but empty: libprotobuf-c (1.4.1)
+    /// tells presence by a non-NULL pointer when it merges a repeated embedded message, so an
+    /// empty field from an earlier copy of `message` is lost (no producer repeats `message`).
     static func runProtobuf(_ input: UnsafeRawBufferPointer) {
-        encode(ByteBuffer(bytes: input))
+        let event = encode(ByteBuffer(bytes: input))
+        guard let event, let message = try? Dnstap_Dnstap(serializedBytes: Array(input), partial: true),
+              message.unknownFields.data.isEmpty, message.message.unknownFields.data.isEmpty,
+              message.message.policy.unknownFields.data.isEmpty, !hasEmptyBytes(message.message)
+        else { return }
+        let canonical = encode(serialize(message))
+        check(canonical == event, "libprotobuf-c and swift-protobuf read the bytes differently:\n\(String(buffer: event))\n\(canonical.map { String(buffer: $0) } ?? "(no event)")")
     }
 
     /// Arbitrary bytes as a DNS message: parsed alone, then carried in a query and a response.
@@ -86,6 +100,14 @@ enum DnstapFuzzing {
         encode(serialize(dnstap))
     }
 
+    private static func hasEmptyBytes(_ message: Dnstap_Message) -> Bool {
+        let policy = message.policy
+        return (message.hasQueryAddress && message.queryAddress.isEmpty) || (message.hasResponseAddress && message.responseAddress.isEmpty)
+            || (message.hasQueryMessage && message.queryMessage.isEmpty) || (message.hasResponseMessage && message.responseMessage.isEmpty)
+            || (message.hasQueryZone && message.queryZone.isEmpty) || (policy.hasType && policy.type.isEmpty)
+            || (policy.hasRule && policy.rule.isEmpty) || (policy.hasValue && policy.value.isEmpty)
+    }
+
     private static func varint(_ value: UInt64) -> [UInt8] {
         var value = value
         var bytes: [UInt8] = []
@@ -104,13 +126,15 @@ enum DnstapFuzzing {
         }
     }
 
-    private static func encode(_ frame: ByteBuffer) {
+    /// The frame's event (checked), or nil when the frame was refused.
+    @discardableResult
+    private static func encode(_ frame: ByteBuffer) -> ByteBuffer? {
         var encoder = DnstapEventEncoder(collectResolutions: true)
         do {
             try encoder.append(frame: frame, receivedAtMicros: receivedAt)
         } catch {
             check(encoder.takeEvents().isEmpty, "a refused frame still gave an event")
-            return
+            return nil
         }
         let events = encoder.takeEvents()
         check(events.count == 1, "one frame gave \(events.count) events")
@@ -119,5 +143,6 @@ enum DnstapFuzzing {
             check(observation.name == observation.name.lowercased(), "a name not lowercased: \(observation.name)")
             check(observation.targets.count <= ResolutionExtractor.maxChainHops, "a chain longer than the cut")
         }
+        return events[0].json
     }
 }
