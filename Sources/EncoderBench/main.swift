@@ -2,7 +2,9 @@
 // the resolution map's address facts), on one thread, with no sockets or scheduling: the part of
 // the forwarder's CPU that the code, not the machine, decides. For scripts/bench.sh.
 //
-//   encoder-bench CAPTURE.fstrm [--rounds N]     (a Frame Streams file, e.g. fstrm_capture's)
+//   encoder-bench CAPTURE.fstrm [--rounds N] [--no-map]   (a Frame Streams file, e.g. fstrm_capture's)
+//
+// --no-map: without the resolution map's work (what `-resolution-map-size 0` saves).
 import DnstapForwarder
 import Foundation
 import NIOCore
@@ -13,6 +15,7 @@ guard arguments.count >= 2, let data = FileManager.default.contents(atPath: argu
     exit(2)
 }
 let rounds = arguments.firstIndex(of: "--rounds").flatMap { Int(arguments[$0 + 1]) } ?? 5
+let withMap = !arguments.contains("--no-map")
 
 // The data frames of the file (a zero length starts a control frame, skipped).
 var frames: [ByteBuffer] = []
@@ -41,20 +44,25 @@ var settings = ResolutionMapSettings()
 settings.ttlFloor = .seconds(365 * 86_400)  // the capture's answers stay mappable whatever its age
 settings.ttlCeiling = .seconds(365 * 86_400)
 let map = ResolutionMap(settings: settings)
-var encoder = DnstapEventEncoder(collectResolutions: true)
+var encoder = DnstapEventEncoder(collectResolutions: withMap, recentResponses: map.recentResponses)
 var bestNanos = UInt64.max
 var bytesOut = 0
+var observations = 0
 for _ in 0..<rounds {
     let start = DispatchTime.now().uptimeNanoseconds
     bytesOut = 0
+    observations = 0
     var index = 0
     while index < frames.count {
         let end = min(index + 128, frames.count)
         for frame in frames[index..<end] {
             try? encoder.append(frame: frame, receivedAtMicros: 1_800_000_000_000_000)
         }
-        let resolutions = encoder.takeResolutions()
-        map.record(resolutions.observations)
+        if withMap {
+            let taken = encoder.takeResolutions().observations
+            observations += taken.count
+            map.record(taken)
+        }
         for event in encoder.takeEvents() { bytesOut += event.json.readableBytes + 1 }
         index = end
     }
@@ -62,5 +70,6 @@ for _ in 0..<rounds {
 }
 let perMessage = Double(bestNanos) / Double(frames.count)
 print(String(
-    format: "encoder: %d messages, best of %d rounds: %.0f ns a message (%.0f messages/s on one core), %.0f bytes of JSON a message, map %d entries",
-    frames.count, rounds, perMessage, 1e9 / perMessage, Double(bytesOut) / Double(frames.count), map.statistics.entries))
+    format: "encoder%@: %d messages, best of %d rounds: %.0f ns a message (%.0f messages/s on one core), %.0f bytes of JSON a message, map %d entries (%d observations recorded a round)",
+    withMap ? "" : " (map off)", frames.count, rounds, perMessage, 1e9 / perMessage, Double(bytesOut) / Double(frames.count),
+    map.statistics.entries, observations))

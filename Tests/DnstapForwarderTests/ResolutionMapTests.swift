@@ -90,8 +90,9 @@ struct ResolutionExtractorTests {
     @Test("the encoder collects facts only from client, resolver and forwarder responses")
     func encoderCollects() throws {
         var encoder = DnstapEventEncoder(collectResolutions: true)
-        let answer = DNSWireBuilder.response(name: "seen.test", answers: [.a("seen.test", [192, 0, 2, 44])])
-        for type in [Dnstap_Message.TypeEnum.clientResponse, .resolverResponse, .forwarderResponse, .authResponse, .stubResponse] {
+        let types = [Dnstap_Message.TypeEnum.clientResponse, .resolverResponse, .forwarderResponse, .authResponse, .stubResponse]
+        for (index, type) in types.enumerated() {
+            let answer = DNSWireBuilder.response(name: "seen\(index).test", answers: [.a("seen\(index).test", [192, 0, 2, 44])])
             try encoder.append(frame: ByteBuffer(bytes: DnstapBuilder.message(type: type, response: answer)), receivedAtMicros: 5)
         }
         let collected = encoder.takeResolutions()
@@ -100,6 +101,27 @@ struct ResolutionExtractorTests {
         #expect(collected.observations.allSatisfy { $0.seenAtMicros == 1_700_000_000_124_456 })
         #expect(encoder.takeResolutions().observations.isEmpty)
         #expect(encoder.takeEvents().count == 5)
+    }
+
+    @Test("the same response again in the same second is not extracted again; the next second it is")
+    func repeatsWithinASecond() throws {
+        let recent = RecentResponses(slots: 64)
+        var first = DnstapEventEncoder(collectResolutions: true, recentResponses: recent)
+        var second = DnstapEventEncoder(collectResolutions: true, recentResponses: recent)  // another connection
+        func frame(id: UInt16, at seconds: UInt64, address: UInt8 = 7) -> ByteBuffer {
+            let answer = DNSWireBuilder.response(id: id, name: "popular.test", answers: [.a("popular.test", [192, 0, 2, address])])
+            return ByteBuffer(bytes: DnstapBuilder.message(type: .clientResponse, response: answer, responseTime: (seconds, 5)))
+        }
+        try first.append(frame: frame(id: 1, at: 1_700_000_000), receivedAtMicros: 0)
+        try first.append(frame: frame(id: 2, at: 1_700_000_000), receivedAtMicros: 0)  // another ID: the same answer
+        try second.append(frame: frame(id: 3, at: 1_700_000_000), receivedAtMicros: 0)
+        #expect(first.takeResolutions().observations.count == 1)
+        #expect(second.takeResolutions().observations.isEmpty)
+        try second.append(frame: frame(id: 4, at: 1_700_000_000, address: 8), receivedAtMicros: 0)  // a different answer
+        try first.append(frame: frame(id: 5, at: 1_700_000_001), receivedAtMicros: 0)  // the next second
+        #expect(second.takeResolutions().observations.map(\.address) == [IPAddressKey("192.0.2.8")!])
+        #expect(first.takeResolutions().observations.map(\.address) == [IPAddressKey("192.0.2.7")!])
+        #expect(first.takeEvents().count == 3 && second.takeEvents().count == 2, "every response still gives its event")
     }
 }
 

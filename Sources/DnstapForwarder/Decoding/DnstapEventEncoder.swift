@@ -12,14 +12,22 @@ public struct DnstapEventEncoder {
     private let allocator: ByteBufferAllocator
     private let collectResolutions: Bool
     private var resolutions = ResolutionCollector()
+    /// Set when collecting: the responses already taken this second (shared with the map).
+    private let recentResponses: RecentResponses?
     private let decoder = DnstapProtobufDecoder()
     private var names = DNSNames.NameBuilder()
 
     /// - Parameter collectResolutions: also gather the address facts of responses (for the
     ///   resolution map), taken with `takeResolutions()`.
-    public init(allocator: ByteBufferAllocator = ByteBufferAllocator(), collectResolutions: Bool = false) {
+    ///   - recentResponses: the map's record of responses already taken this second, shared by
+    ///     every encoder (a private one when nil).
+    public init(
+        allocator: ByteBufferAllocator = ByteBufferAllocator(), collectResolutions: Bool = false,
+        recentResponses: RecentResponses? = nil
+    ) {
         self.allocator = allocator
         self.collectResolutions = collectResolutions
+        self.recentResponses = collectResolutions ? recentResponses ?? RecentResponses(slots: 1024) : nil
         self.writer = JSONObjectWriter(capacity: 4096)
         pending.reserveCapacity(256)
     }
@@ -36,8 +44,7 @@ public struct DnstapEventEncoder {
         let start = writer.count
         writer.beginObject()
         let time = DnstapEventFields.write(
-            dnstap, receivedAtMicros: receivedAtMicros, into: writer, names: &names, resolutions: &resolutions,
-            collectResolutions: collectResolutions)
+            dnstap, receivedAtMicros: receivedAtMicros, into: writer, names: &names, resolutions: &resolutions, recent: recentResponses)
         writer.endObject()
         pending.append((start, writer.count, time))
     }

@@ -3,11 +3,12 @@ import CDnstapProtobufC
 /// The mapping from a dnstap message (as libprotobuf-c decoded it) to the event's fields (README,
 /// "Output schema"). Names follow Splunk CIM's Network Resolution model where one fits.
 enum DnstapEventFields {
-    /// Writes the fields of one event; returns the event's time in microseconds. With
-    /// `collectResolutions`, the address facts of a client/resolver/forwarder response go to it.
+    /// Writes the fields of one event; returns the event's time in microseconds. With `recent`,
+    /// the address facts of a client/resolver/forwarder response go to `resolutions`, unless the
+    /// same response was already taken this second.
     static func write(
         _ dnstap: UnsafePointer<Dnstap__Dnstap>, receivedAtMicros: Int64, into json: JSONObjectWriter,
-        names: inout DNSNames.NameBuilder, resolutions: inout ResolutionCollector, collectResolutions: Bool
+        names: inout DNSNames.NameBuilder, resolutions: inout ResolutionCollector, recent: RecentResponses?
     ) -> Int64 {
         let dnstap = dnstap.pointee
         let message = dnstap.message.map { UnsafePointer($0) }
@@ -66,9 +67,11 @@ enum DnstapEventFields {
         if let wire {
             let dns = DNSMessage(parsing: wire, names: &names)
             DNSEventFields.write(dns, size: wire.count, into: json)
-            if collectResolutions, messageType?.feedsResolutionMap == true, fields.has_response_message != 0 {
-                resolutions.ignored += ResolutionExtractor.extract(
-                    from: dns, seenAtMicros: responseTime ?? receivedAtMicros, into: &resolutions.observations)
+            if let recent, messageType?.feedsResolutionMap == true, fields.has_response_message != 0 {
+                let seenAt = responseTime ?? receivedAtMicros
+                if !recent.seenBefore(wire, second: seenAt / 1_000_000) {
+                    resolutions.ignored += ResolutionExtractor.extract(from: dns, seenAtMicros: seenAt, into: &resolutions.observations)
+                }
             }
         }
         return eventTime

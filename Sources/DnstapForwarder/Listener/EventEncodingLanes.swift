@@ -45,7 +45,8 @@ final class EncodingLane: @unchecked Sendable {
         self.record = record
         self.statistics = statistics
         self.resolutionMap = resolutionMap?.isEnabled == true ? resolutionMap : nil
-        self.encoder = DnstapEventEncoder(collectResolutions: self.resolutionMap != nil)
+        self.encoder = DnstapEventEncoder(
+            collectResolutions: self.resolutionMap != nil, recentResponses: self.resolutionMap?.recentResponses)
         self.logger = logger
     }
 

@@ -40,6 +40,8 @@ public final class ResolutionMap: Sendable {
     public let settings: ResolutionMapSettings
     private let shards: [ShardBox]
     private let clock: @Sendable () -> Int64
+    /// The responses already recorded this second, for every connection's encoders.
+    public let recentResponses: RecentResponses
 
     private let hitCount = Atomic<Int>(0)
     private let missCount = Atomic<Int>(0)
@@ -75,6 +77,7 @@ public final class ResolutionMap: Sendable {
         self.clock = clock
         self.metrics = MapMetrics(metricsFactory)
         let perShard = (settings.capacity + Self.shardCount - 1) / Self.shardCount
+        recentResponses = RecentResponses(slots: settings.capacity > 0 ? RecentResponses.defaultSlots : 2)
         shards = (0..<Self.shardCount).map { _ in ShardBox(capacity: perShard) }
     }
 

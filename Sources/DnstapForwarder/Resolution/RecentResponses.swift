@@ -1,0 +1,67 @@
+import Synchronization
+
+/// Remembers which DNS responses were handed to the resolution map in the current second, so that
+/// the same answer repeated (a popular name, resolved many times a second, by one connection or
+/// several) is extracted and recorded once a second instead of every time.
+///
+/// A response is identified by a 64-bit hash of its bytes without the DNS ID; cached answers carry
+/// decreasing TTLs, so the same answer a second later hashes differently and is recorded again.
+/// Skipping a repeat within its second changes an entry's expiry and recency by under a second.
+///
+/// One table per map, shared by every connection's encoders without a lock: a direct-mapped array
+/// of atomic words, each the hash's upper 40 bits and the second's lower 24. A collision or a
+/// race only means a response is recorded again (or, with a 2^-40 chance per lookup, once less).
+/// Unchecked Sendable: the table is touched only through its atomics, and freed in deinit.
+public final class RecentResponses: @unchecked Sendable {
+    public static let defaultSlots = 65_536  // 512 KiB
+    private let slots: UnsafeMutablePointer<Atomic<UInt64>>
+    private let mask: Int
+
+    /// - Parameter slots: rounded up to a power of two.
+    public init(slots: Int = RecentResponses.defaultSlots) {
+        var count = 1
+        while count < max(slots, 2) { count <<= 1 }
+        self.slots = .allocate(capacity: count)
+        for index in 0..<count { (self.slots + index).initialize(to: Atomic(0)) }
+        mask = count - 1
+    }
+
+    deinit {
+        slots.deinitialize(count: mask + 1)
+        slots.deallocate()
+    }
+
+    /// True if this response was already seen in `second`; otherwise notes it and returns false.
+    public func seenBefore(_ response: UnsafeRawBufferPointer, second: Int64) -> Bool {
+        guard response.count > 2 else { return false }
+        let hash = Self.hash(UnsafeRawBufferPointer(rebasing: response[2...]))
+        let word = (hash & ~0xFF_FFFF) | UInt64(truncatingIfNeeded: second) & 0xFF_FFFF | 1 << 24  // never 0 (empty)
+        let slot = slots + Int(truncatingIfNeeded: hash) & mask
+        if slot.pointee.load(ordering: .relaxed) == word { return true }
+        slot.pointee.store(word, ordering: .relaxed)
+        return false
+    }
+
+    /// A fast non-cryptographic 64-bit hash (multiply–xorshift over 8-byte words, the length mixed
+    /// in). A collision costs at most one record skipped.
+    static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        let multiplier: UInt64 = 0x9E37_79B9_7F4A_7C15
+        var state = UInt64(truncatingIfNeeded: bytes.count) &* multiplier
+        var offset = 0
+        while offset + 8 <= bytes.count {
+            state = (state ^ bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) &* multiplier
+            state ^= state >> 29
+            offset += 8
+        }
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while offset < bytes.count {
+            tail |= UInt64(bytes[offset]) << shift
+            shift += 8
+            offset += 1
+        }
+        state = (state ^ tail) &* multiplier
+        state ^= state >> 32
+        return (state &* multiplier) ^ (state >> 29)
+    }
+}
