@@ -57,6 +57,25 @@ struct EventEncoderTests {
         ])
     }
 
+    @Test("the eight-bytes-at-a-time escape check misses no byte that needs escaping")
+    func escapeCheck() {
+        func needsEscape(_ byte: UInt8) -> Bool { byte < 0x20 || byte >= 0x7F || byte == 0x22 || byte == 0x5C }
+        for value in 0...255 {
+            for position in 0..<8 {
+                var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: 8)
+                bytes[position] = UInt8(value)
+                let word = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                #expect(JSONObjectWriter.mayNeedEscape(word) == needsEscape(UInt8(value)), "byte \(value) at \(position)")
+            }
+        }
+        // Through the writer: a long plain run with one special byte near each end.
+        let writer = JSONObjectWriter(capacity: 64)
+        writer.beginObject()
+        writer.field("k", bytes: Array("ab\"cdefghijklmnopqrstuvwx\u{7}yz".utf8))
+        writer.endObject()
+        #expect(String(decoding: writer.bytes, as: UTF8.self) == #"{"k":"ab\"cdefghijklmnopqrstuvwx\u0007yz"}"#)
+    }
+
     @Test("IPv6 addresses in the event (answers, src, dest) are RFC 5952 text")
     func ipv6Addresses() throws {
         let v6: [UInt8] = [0x20, 0x01, 0x0d, 0xb8] + Array(repeating: 0, count: 11) + [1]

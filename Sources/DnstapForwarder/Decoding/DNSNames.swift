@@ -106,6 +106,11 @@ public enum DNSNames {
 
         mutating func appendLabel(_ label: UnsafeRawBufferPointer) {
             if !bytes.isEmpty { bytes.append(UInt8(ascii: ".")) }
+            // The usual label (letters, digits, hyphens) needs no escape: one copy.
+            if label.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ".") && $0 != UInt8(ascii: "\\") }) {
+                bytes.append(contentsOf: label)
+                return
+            }
             for byte in label {
                 switch byte {
                 case UInt8(ascii: "."), UInt8(ascii: "\\"):

@@ -308,6 +308,11 @@ final class JSONObjectWriter {
         var index = 0
         var runStart = 0
         while index < bytes.count {
+            // Eight plain printable ASCII bytes at a time (the usual name, address, identity).
+            if index + 8 <= bytes.count, !Self.mayNeedEscape(bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
+                index += 8
+                continue
+            }
             let byte = bytes[index]
             if byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\") {
                 index += 1
@@ -333,6 +338,19 @@ final class JSONObjectWriter {
         }
         append(UnsafeRawBufferPointer(rebasing: bytes[runStart..<index]))
         append(UInt8(ascii: "\""))
+    }
+
+    /// Whether any of the eight bytes in `word` is a control byte (< 0x20), `"`, `\\`, DEL or not
+    /// ASCII: those take the byte-by-byte path. Exact for "none" (SWAR, Bit Twiddling Hacks'
+    /// haszero/hasless); a false "maybe" only takes the slow path.
+    @inline(__always)
+    static func mayNeedEscape(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        @inline(__always) func hasZeroByte(_ value: UInt64) -> Bool { (value &- ones) & ~value & highs != 0 }
+        let below0x20 = (word &- ones &* 0x20) & ~word & highs != 0
+        return below0x20 || word & highs != 0 || hasZeroByte(word ^ (ones &* 0x22)) || hasZeroByte(word ^ (ones &* 0x5C))
+            || hasZeroByte(word ^ (ones &* 0x7F))
     }
 
     private func writeASCII(_ byte: UInt8) {
