@@ -115,6 +115,18 @@ struct DNSParserTests {
         #expect(message.answers.map(\.data.presentation) == ["10 mail.a.test", "\"hi \\\"x\"", "\\# 2 dead"])
     }
 
+    @Test("names are right when the name builder reuses a name it made before (same length, other bytes)")
+    func reusedNames() {
+        var names = DNSNames.NameBuilder()
+        let first = "abcdefghijklmnop.example.test", second = "abcdefghijklmnoq.example.test"
+        for (query, answer) in [(first, first), (second, first), (first, second), (second, second)] {
+            let wire = DNSWireBuilder.response(name: query, answers: [.a(answer, [192, 0, 2, 1])])
+            let message = wire.withUnsafeBytes { DNSMessage(parsing: $0, names: &names) }
+            #expect(message.question?.name == query)
+            #expect(message.answers.map(\.name) == [answer])
+        }
+    }
+
     @Test("IPv6 text follows RFC 5952")
     func ipv6() {
         func text(_ groups: [UInt16]) -> String {

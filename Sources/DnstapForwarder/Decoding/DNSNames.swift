@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Names for DNS numbers, and presentation-form domain names (RFC 1035 §5.1, RFC 4343).
 public enum DNSNames {
     static let typeA: UInt16 = 1
@@ -88,10 +96,20 @@ public enum DNSNames {
 
     /// Builds a presentation-form name label by label: `.` and `\` escaped, bytes outside
     /// printable ASCII as `\DDD`; no trailing dot, the root as ".".
+    ///
+    /// It also remembers the last few names it made that needed memory of their own (longer than
+    /// 15 bytes): a name seen again (the question's name as the answers' owner, a CNAME target as
+    /// the next record's owner, a query's name in its response) is the same String, not a new one.
     struct NameBuilder {
         private var bytes: [UInt8] = []
+        private var recent: [String] = []
+        private var nextRecent = 0
+        static let recentCount = 8
 
-        init() { bytes.reserveCapacity(64) }
+        init() {
+            bytes.reserveCapacity(64)
+            recent = Array(repeating: "", count: Self.recentCount)
+        }
 
         private init(empty: Void) {}
 
@@ -127,8 +145,21 @@ public enum DNSNames {
             }
         }
 
-        func finish() -> String {
-            bytes.isEmpty ? "." : String(decoding: bytes, as: UTF8.self)
+        mutating func finish() -> String {
+            if bytes.isEmpty { return "." }
+            guard bytes.count > 15 else { return String(decoding: bytes, as: UTF8.self) }  // a small string: no memory
+            for index in recent.indices where recent[index].utf8.count == bytes.count {
+                let same = recent[index].utf8.withContiguousStorageIfAvailable { known in
+                    bytes.withUnsafeBufferPointer { memcmp($0.baseAddress!, known.baseAddress!, known.count) == 0 }
+                }
+                if same == true { return recent[index] }
+            }
+            let name = String(decoding: bytes, as: UTF8.self)
+            if !recent.isEmpty {
+                recent[nextRecent] = name
+                nextRecent = (nextRecent + 1) % recent.count
+            }
+            return name
         }
     }
 }

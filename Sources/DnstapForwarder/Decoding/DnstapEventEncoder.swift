@@ -10,15 +10,15 @@ public struct DnstapEventEncoder {
     private var writer: JSONObjectWriter
     private var pending: [(start: Int, end: Int, time: Int64)] = []
     private let allocator: ByteBufferAllocator
-    private let collectResolutions: Bool
     private var resolutions = ResolutionCollector()
     /// Set when collecting: the responses already taken this second (shared with the map).
     private let recentResponses: RecentResponses?
     private let decoder = DnstapProtobufDecoder()
     private var names = DNSNames.NameBuilder()
 
-    /// - Parameter collectResolutions: also gather the address facts of responses (for the
-    ///   resolution map), taken with `takeResolutions()`.
+    /// - Parameters:
+    ///   - collectResolutions: also gather the address facts of responses (for the resolution
+    ///     map), taken with `takeResolutions()`.
     ///   - recentResponses: the map's record of responses already taken this second, shared by
     ///     every encoder (a private one when nil).
     public init(
@@ -26,7 +26,6 @@ public struct DnstapEventEncoder {
         recentResponses: RecentResponses? = nil
     ) {
         self.allocator = allocator
-        self.collectResolutions = collectResolutions
         self.recentResponses = collectResolutions ? recentResponses ?? RecentResponses(slots: 1024) : nil
         self.writer = JSONObjectWriter(capacity: 4096)
         pending.reserveCapacity(256)
