@@ -46,19 +46,23 @@ public final class RecentResponses: @unchecked Sendable {
     /// in). A collision costs at most one record skipped.
     static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
         let multiplier: UInt64 = 0x9E37_79B9_7F4A_7C15
-        var state = UInt64(truncatingIfNeeded: bytes.count) &* multiplier
+        let count = bytes.count
+        var state = UInt64(truncatingIfNeeded: count) &* multiplier
+        guard let base = bytes.baseAddress else { return state }
         var offset = 0
-        while offset + 8 <= bytes.count {
-            state = (state ^ bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) &* multiplier
+        while offset + 8 <= count {
+            state = (state ^ base.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) &* multiplier
             state ^= state >> 29
             offset += 8
         }
         var tail: UInt64 = 0
-        var shift: UInt64 = 0
-        while offset < bytes.count {
-            tail |= UInt64(bytes[offset]) << shift
-            shift += 8
-            offset += 1
+        if offset < count {
+            if count >= 8 {
+                // The last eight bytes (overlapping what was hashed; the length is mixed in already).
+                tail = base.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self)
+            } else {
+                for index in 0..<count { tail |= UInt64(base.load(fromByteOffset: index, as: UInt8.self)) << (8 * UInt64(index)) }
+            }
         }
         state = (state ^ tail) &* multiplier
         state ^= state >> 32
