@@ -12,23 +12,43 @@ struct EventEncodingLanes {
 
     private let inline: EncodingLane
     private let helper: EncodingLane
+    private let resolutionMap: ResolutionMap?
 
     init(record: ConnectionRecord, statistics: ForwarderStatistics, resolutionMap: ResolutionMap?, logger: Logger) {
         inline = EncodingLane(record: record, statistics: statistics, resolutionMap: resolutionMap, logger: logger)
         helper = EncodingLane(record: record, statistics: statistics, resolutionMap: resolutionMap, logger: logger)
+        self.resolutionMap = resolutionMap?.isEnabled == true ? resolutionMap : nil
     }
 
+    /// The events of the frames, in order. The address facts of both halves go to the resolution
+    /// map afterwards in one call from this task, so the two lanes never contend for its locks.
     func encode(_ frames: [ByteBuffer]) async -> [ForwardedEvent] {
-        guard frames.count >= Self.splitThreshold else { return inline.encode(frames[...]) }
+        guard frames.count >= Self.splitThreshold else {
+            let events = inline.encode(frames[...])
+            recordResolutions(inline.takeResolutions())
+            return events
+        }
         let middle = frames.count / 2
         async let first = helper.encode(frames[..<middle])
         let second = inline.encode(frames[middle...])
-        return await first + second
+        let events = await first + second
+        var resolutions = helper.takeResolutions()
+        let more = inline.takeResolutions()
+        resolutions.observations += more.observations
+        resolutions.ignored += more.ignored
+        recordResolutions(resolutions)
+        return events
+    }
+
+    private func recordResolutions(_ resolutions: ResolutionCollector) {
+        guard let resolutionMap else { return }
+        resolutionMap.record(resolutions.observations)
+        resolutionMap.noteIgnored(resolutions.ignored)
     }
 }
 
-/// An encoder with its own scratch memory and decode-error log. It hands the address facts of
-/// the responses it encoded to the resolution map once per call, outside any per-frame work.
+/// An encoder with its own scratch memory and decode-error log. It keeps the address facts of the
+/// responses it encoded until `takeResolutions`.
 ///
 /// Unchecked Sendable: `EventEncodingLanes` hands each lane to exactly one task at a time (the
 /// helper lane to the child task, which it joins before using the lane again), so its mutable
@@ -65,11 +85,11 @@ final class EncodingLane: @unchecked Sendable {
                 }
             }
         }
-        if let resolutionMap {
-            let resolutions = encoder.takeResolutions()
-            resolutionMap.record(resolutions.observations)
-            resolutionMap.noteIgnored(resolutions.ignored)
-        }
         return encoder.takeEvents()
+    }
+
+    /// The address facts gathered since the last call (empty with the map off).
+    func takeResolutions() -> ResolutionCollector {
+        resolutionMap == nil ? ResolutionCollector() : encoder.takeResolutions()
     }
 }
