@@ -34,12 +34,12 @@ public struct DnstapEventEncoder {
     /// Decodes one dnstap frame and appends its event. A DNS message that does not parse still
     /// gives an event (with `dns_parse_error`); a protobuf that does not decode gives none.
     public mutating func append(frame: ByteBuffer, receivedAtMicros: Int64) throws(DnstapDecodeError) {
-        // The decoded message lives in the decoder's arena until the next decode; released at once
-        // after the event is written, so a large frame's copy is not held while the connection idles.
+        // The decoded message lives in the decoder's arena; released as soon as the event is written
+        // (or the decode failed), so a large frame's copy is not held while the connection idles.
+        defer { decoder.reset() }
         guard let dnstap = frame.withUnsafeReadableBytes({ decoder.decode($0) }) else {
             throw .malformedProtobuf("not a valid dnstap protobuf")
         }
-        defer { decoder.reset() }
         let start = writer.count
         writer.beginObject()
         let time = DnstapEventFields.write(
