@@ -65,11 +65,14 @@ enum DnstapEventFields {
             wire = nil
         }
         if let wire {
+            // A response the map may learn from: its slot in the recent-responses table is fetched
+            // while the message is parsed and written.
+            let probe = messageType?.feedsResolutionMap == true && fields.has_response_message != 0 ? recent?.probe(wire) : nil
             let dns = DNSMessage(parsing: wire, names: &names)
             DNSEventFields.write(dns, size: wire.count, into: json)
-            if let recent, messageType?.feedsResolutionMap == true, fields.has_response_message != 0 {
+            if let recent, let probe {
                 let seenAt = responseTime ?? receivedAtMicros
-                if !recent.seenBefore(wire, second: seenAt / 1_000_000) {
+                if !recent.seenBefore(probe, second: seenAt / 1_000_000) {
                     resolutions.ignored += ResolutionExtractor.extract(from: dns, seenAtMicros: seenAt, into: &resolutions.observations)
                 }
             }

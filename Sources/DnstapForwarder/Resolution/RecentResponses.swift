@@ -1,3 +1,4 @@
+import CDnstapProtobufC
 import Synchronization
 
 /// Remembers which DNS responses were handed to the resolution map in the current second, so that
@@ -31,15 +32,36 @@ public final class RecentResponses: @unchecked Sendable {
         slots.deallocate()
     }
 
+    /// A response's place in the table, found before it is needed: `probe` hashes the response and
+    /// prefetches its slot, so that `seenBefore(_:second:)`, called after the response has been
+    /// parsed and written, does not wait for memory (the table is larger than the nearest caches).
+    public struct Probe {
+        fileprivate let slot: UnsafeMutablePointer<Atomic<UInt64>>
+        fileprivate let hash: UInt64
+    }
+
+    /// Hashes `response` (without its DNS ID) and starts fetching its slot; nil for a response too
+    /// short to carry anything.
+    public func probe(_ response: UnsafeRawBufferPointer) -> Probe? {
+        guard response.count > 2 else { return nil }
+        let hash = Self.hash(UnsafeRawBufferPointer(rebasing: response[2...]))
+        let slot = slots + Int(truncatingIfNeeded: hash) & mask
+        dtf_prefetch_for_write(slot)
+        return Probe(slot: slot, hash: hash)
+    }
+
+    /// True if the probed response was already seen in `second`; otherwise notes it and returns false.
+    public func seenBefore(_ probe: Probe, second: Int64) -> Bool {
+        let word = (probe.hash & ~0xFF_FFFF) | UInt64(truncatingIfNeeded: second) & 0xFF_FFFF | 1 << 24  // never 0 (empty)
+        if probe.slot.pointee.load(ordering: .relaxed) == word { return true }
+        probe.slot.pointee.store(word, ordering: .relaxed)
+        return false
+    }
+
     /// True if this response was already seen in `second`; otherwise notes it and returns false.
     public func seenBefore(_ response: UnsafeRawBufferPointer, second: Int64) -> Bool {
-        guard response.count > 2 else { return false }
-        let hash = Self.hash(UnsafeRawBufferPointer(rebasing: response[2...]))
-        let word = (hash & ~0xFF_FFFF) | UInt64(truncatingIfNeeded: second) & 0xFF_FFFF | 1 << 24  // never 0 (empty)
-        let slot = slots + Int(truncatingIfNeeded: hash) & mask
-        if slot.pointee.load(ordering: .relaxed) == word { return true }
-        slot.pointee.store(word, ordering: .relaxed)
-        return false
+        guard let probe = probe(response) else { return false }
+        return seenBefore(probe, second: second)
     }
 
     /// A fast non-cryptographic 64-bit hash (multiply–xorshift over 8-byte words, the length mixed

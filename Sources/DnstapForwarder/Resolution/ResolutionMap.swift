@@ -205,15 +205,15 @@ struct ResolutionShard {
     mutating func record(
         _ observation: ResolutionObservation, expiresAt: Int64, now: Int64, namesPerAddress: Int
     ) -> (inserted: Bool, evicted: Bool) {
-        let fresh = ResolvedName(name: observation.name, targets: observation.targets, expiresAtMicros: expiresAt, lastSeenMicros: now)
         if let slot = slots[observation.address] {
             let index = Int(slot)
             // Seen before (the usual case): renew it in place.
-            if let existing = nodes[index].names.firstIndex(where: { $0.name == fresh.name && $0.targets == fresh.targets }) {
+            if let existing = nodes[index].names.firstIndex(where: { $0.name == observation.name && $0.targets == observation.targets }) {
                 nodes[index].names[existing].expiresAtMicros = expiresAt
                 nodes[index].names[existing].lastSeenMicros = now
             } else {
-                nodes[index].names.append(fresh)
+                nodes[index].names.append(
+                    ResolvedName(name: observation.name, targets: observation.targets, expiresAtMicros: expiresAt, lastSeenMicros: now))
                 if nodes[index].names.count > namesPerAddress,
                    let first = nodes[index].names.indices.min(by: { nodes[index].names[$0].expiresAtMicros < nodes[index].names[$1].expiresAtMicros }) {
                     nodes[index].names.remove(at: first)
@@ -227,6 +227,7 @@ struct ResolutionShard {
             remove(tail)
             evicted = true
         }
+        let fresh = ResolvedName(name: observation.name, targets: observation.targets, expiresAtMicros: expiresAt, lastSeenMicros: now)
         let node = Node(key: observation.address, names: [fresh], previous: -1, next: head)
         let slot: Int32
         if let reused = free.popLast() {
@@ -268,9 +269,11 @@ struct ResolutionShard {
     }
 
     private mutating func unlink(_ slot: Int32) {
-        let node = nodes[Int(slot)]
-        if node.previous >= 0 { nodes[Int(node.previous)].next = node.next } else { head = node.next }
-        if node.next >= 0 { nodes[Int(node.next)].previous = node.previous } else { tail = node.previous }
+        // The links only: copying the node would retain and release its names.
+        let previous = nodes[Int(slot)].previous
+        let next = nodes[Int(slot)].next
+        if previous >= 0 { nodes[Int(previous)].next = next } else { head = next }
+        if next >= 0 { nodes[Int(next)].previous = previous } else { tail = previous }
         nodes[Int(slot)].previous = -1
         nodes[Int(slot)].next = -1
     }
