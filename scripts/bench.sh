@@ -75,20 +75,29 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 echo "capture: $capture, $messages messages per run ($repeat x), $runs runs, $(nproc) cores"
-printf '%-18s %24s %10s %14s\n' receiver "msgs/s (each run)" median "peak RSS MiB"
-declare -A rate
-for name in fstrm_capture golang-dnstap dnstap-forwarder map-off; do
-  results=()
-  for _ in $(seq "$runs"); do results+=("$(run_once "$name")"); done
-  rates=$(printf '%s\n' "${results[@]}" | awk '{print $1}')
-  rate[$name]=$(echo "$rates" | median)
-  rss=$(printf '%s\n' "${results[@]}" | awk '{print $2}' | sort -n | tail -1)
-  printf '%-18s %24s %10s %14s\n' "$name" "$(echo "$rates" | paste -sd,)" "${rate[$name]}" "$(mib "$rss")"
+printf '%-18s %36s %10s %14s\n' receiver "msgs/s (each run)" median "peak RSS MiB"
+# Interleaved: each run sends the replay to every receiver in turn, so that the ratios compare
+# receivers measured minutes apart at most (this VM's speed drifts), and the map's cost is the
+# median of adjacent on/off pairs.
+receivers=(fstrm_capture golang-dnstap dnstap-forwarder map-off)
+declare -A results
+for _ in $(seq "$runs"); do
+  for name in "${receivers[@]}"; do results[$name]+="$(run_once "$name")"$'\n'; done
 done
-awk -v f="${rate[dnstap-forwarder]}" -v g="${rate[golang-dnstap]}" -v c="${rate[fstrm_capture]}" \
-  'BEGIN { printf "dnstap-forwarder / golang-dnstap = %.2fx; dnstap-forwarder / fstrm_capture = %.2f\n", f / g, f / c }'
-awk -v f="${rate[dnstap-forwarder]}" -v o="${rate[map-off]}" \
-  'BEGIN { printf "resolution map: with it %.0f msgs/s, without it %.0f (%.2f)\n", f, o, f / o }'
+declare -A rate
+for name in "${receivers[@]}"; do
+  rates=$(printf '%s' "${results[$name]}" | awk '{print $1}')
+  rate[$name]=$(echo "$rates" | median)
+  rss=$(printf '%s' "${results[$name]}" | awk '{print $2}' | sort -n | tail -1)
+  printf '%-18s %36s %10s %14s\n' "$name" "$(echo "$rates" | paste -sd,)" "${rate[$name]}" "$(mib "$rss")"
+done
+# Per-run ratios (same run), then their medians.
+ratios() { paste <(printf '%s' "${results[$1]}" | awk '{print $1}') <(printf '%s' "${results[$2]}" | awk '{print $1}') | awk '{ printf "%.2f\n", $1 / $2 }'; }
+for pair in "dnstap-forwarder golang-dnstap" "dnstap-forwarder fstrm_capture" "dnstap-forwarder map-off"; do
+  set -- $pair
+  each=$(ratios "$1" "$2")
+  printf '%s / %s: each run %s, median %s\n' "$1" "$2" "$(echo "$each" | paste -sd' ')" "$(echo "$each" | median)"
+done
 "$encoder_bench" "$capture"
 "$map_bench" --entries 1000000
 
