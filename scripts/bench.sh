@@ -48,34 +48,37 @@ replay_args=(); for _ in $(seq "$repeat"); do replay_args+=(-r "$capture"); done
 # Every forwarder run: quiet, and its admin API on an ephemeral port (on, as in production).
 fwd=(-stats-interval 0 -log-level warn -admin-listen 127.0.0.1:0)
 
-# run_once NAME: start the receiver on $work/s.sock, replay, stop it; prints "msgs_per_s peak_kib".
+# run_once NAME: start the receiver on $work/s.sock, replay, stop it; prints "msgs_per_s peak_kib
+# receiver_cpu sender_cpu", CPU (user + system) in microseconds a message.
 run_once() {
   local name=$1 sock=$work/s.sock; rm -f "$sock"
   case $name in
-    fstrm_capture) /usr/bin/time -f %M -o "$work/rss" fstrm_capture -t protobuf:dnstap.Dnstap -u "$sock" -w /dev/null 2>/dev/null & ;;
-    golang-dnstap) /usr/bin/time -f %M -o "$work/rss" dnstap -u "$sock" -j >/dev/null 2>/dev/null & ;;
+    fstrm_capture) /usr/bin/time -f "%M %U %S" -o "$work/rss" fstrm_capture -t protobuf:dnstap.Dnstap -u "$sock" -w /dev/null 2>/dev/null & ;;
+    golang-dnstap) /usr/bin/time -f "%M %U %S" -o "$work/rss" dnstap -u "$sock" -j >/dev/null 2>/dev/null & ;;
     # The capture's responses carry the time it was made: a year-long TTL floor keeps them mapping
     # (instead of being skipped as expired), so the map does its full work on every response.
-    dnstap-forwarder) /usr/bin/time -f %M -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" \
+    dnstap-forwarder) /usr/bin/time -f "%M %U %S" -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" \
       -resolution-ttl-min 8760h -resolution-ttl-max 8760h >/dev/null 2>"$work/fwd.log" & ;;
-    map-off) /usr/bin/time -f %M -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" -resolution-map-size 0 >/dev/null 2>"$work/fwd.log" & ;;
+    map-off) /usr/bin/time -f "%M %U %S" -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" -resolution-map-size 0 >/dev/null 2>"$work/fwd.log" & ;;
   esac
   receiver_pid=$!
   for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
   local t0 t1; t0=$(date +%s.%N)
-  fstrm_replay -t protobuf:dnstap.Dnstap -u "$sock" "${replay_args[@]}"
+  /usr/bin/time -f "%U %S" -o "$work/sender" fstrm_replay -t protobuf:dnstap.Dnstap -u "$sock" "${replay_args[@]}"
   t1=$(date +%s.%N)
   # SIGINT to time(1)'s child: the receiver. (golang-dnstap and fstrm_capture stop on SIGINT.)
   pkill -INT -P "$receiver_pid" 2>/dev/null || true
   wait "$receiver_pid" 2>/dev/null || true; receiver_pid=
-  awk -v n="$messages" -v a="$t0" -v b="$t1" -v rss="$(tail -1 "$work/rss")" 'BEGIN { printf "%.0f %d\n", n / (b - a), rss }'
+  awk -v n="$messages" -v a="$t0" -v b="$t1" -v r="$(tail -1 "$work/rss")" -v s="$(tail -1 "$work/sender")" \
+    'BEGIN { split(r, x, " "); split(s, y, " "); printf "%.0f %d %.2f %.2f\n", n / (b - a), x[1], (x[2] + x[3]) * 1e6 / n, (y[1] + y[2]) * 1e6 / n }'
 }
 
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 echo "capture: $capture, $messages messages per run ($repeat x), $runs runs, $(nproc) cores"
-printf '%-18s %36s %10s %14s\n' receiver "msgs/s (each run)" median "peak RSS MiB"
+# CPU: user + system microseconds a message (medians), the receiver's and the sender's (fstrm_replay).
+printf '%-18s %36s %10s %14s %10s %10s\n' receiver "msgs/s (each run)" median "peak RSS MiB" "CPU us/msg" "sender"
 # Interleaved: each run sends the replay to every receiver in turn, so that the ratios compare
 # receivers measured minutes apart at most (this VM's speed drifts), and the map's cost is the
 # median of adjacent on/off pairs.
@@ -89,7 +92,9 @@ for name in "${receivers[@]}"; do
   rates=$(printf '%s' "${results[$name]}" | awk '{print $1}')
   rate[$name]=$(echo "$rates" | median)
   rss=$(printf '%s' "${results[$name]}" | awk '{print $2}' | sort -n | tail -1)
-  printf '%-18s %36s %10s %14s\n' "$name" "$(echo "$rates" | paste -sd,)" "${rate[$name]}" "$(mib "$rss")"
+  cpu=$(printf '%s' "${results[$name]}" | awk '{print $3}' | median)
+  sender=$(printf '%s' "${results[$name]}" | awk '{print $4}' | median)
+  printf '%-18s %36s %10s %14s %10s %10s\n' "$name" "$(echo "$rates" | paste -sd,)" "${rate[$name]}" "$(mib "$rss")" "$cpu" "$sender"
 done
 # Per-run ratios (same run), then their medians.
 ratios() { paste <(printf '%s' "${results[$1]}" | awk '{print $1}') <(printf '%s' "${results[$2]}" | awk '{print $1}') | awk '{ printf "%.2f\n", $1 / $2 }'; }
@@ -147,7 +152,7 @@ hec_rates=()
 for _ in $(seq "$runs"); do
   start_hec_receiver --expect "$messages"
   sock=$work/h.sock; rm -f "$sock"
-  /usr/bin/time -f %M -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" \
+  /usr/bin/time -f "%M %U %S" -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" \
     -output-type hec -hec-url "http://127.0.0.1:$port/services/collector" -hec-token bench "${hec_flags[@]}" >/dev/null 2>"$work/hec-fwd.log" &
   receiver_pid=$!
   for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
