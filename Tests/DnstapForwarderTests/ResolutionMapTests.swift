@@ -123,6 +123,27 @@ struct ResolutionExtractorTests {
         #expect(first.takeResolutions().observations.map(\.address) == [IPAddressKey("192.0.2.7")!])
         #expect(first.takeEvents().count == 3 && second.takeEvents().count == 2, "every response still gives its event")
     }
+
+    @Test("a probe taken before parsing decides like the one-step check; the ID does not count; too short is never seen")
+    func probeThenCheck() {
+        let recent = RecentResponses(slots: 64)
+        let response: [UInt8] = [0x12, 0x34] + Array("an answer of some length".utf8)
+        let sameButID: [UInt8] = [0xAB, 0xCD] + response.dropFirst(2)
+        response.withUnsafeBytes { bytes in
+            sameButID.withUnsafeBytes { again in
+                let early = recent.probe(bytes)!
+                let later = recent.probe(again)!  // probed before the first is checked
+                #expect(!recent.seenBefore(early, second: 100))
+                #expect(recent.seenBefore(later, second: 100))
+                #expect(!recent.seenBefore(again, second: 101))
+                #expect(recent.seenBefore(bytes, second: 101))
+            }
+        }
+        [UInt8]([1, 2]).withUnsafeBytes { short in
+            #expect(recent.probe(short) == nil)
+            #expect(!recent.seenBefore(short, second: 100) && !recent.seenBefore(short, second: 100))
+        }
+    }
 }
 
 @Suite("resolution map: expiry, bound, concurrency")
