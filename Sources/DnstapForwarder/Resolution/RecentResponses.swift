@@ -35,6 +35,8 @@ public final class RecentResponses: @unchecked Sendable {
     /// A response's place in the table, found before it is needed: `probe` hashes the response and
     /// prefetches its slot, so that `seenBefore(_:second:)`, called after the response has been
     /// parsed and written, does not wait for memory (the table is larger than the nearest caches).
+    /// It points into this table: use it at once, while the table is alive (the encoder checks it
+    /// a few hundred nanoseconds later, in the same call).
     public struct Probe {
         fileprivate let slot: UnsafeMutablePointer<Atomic<UInt64>>
         fileprivate let hash: UInt64
