@@ -87,14 +87,12 @@ declare -A results
 for _ in $(seq "$runs"); do
   for name in "${receivers[@]}"; do results[$name]+="$(run_once "$name")"$'\n'; done
 done
-declare -A rate
 for name in "${receivers[@]}"; do
   rates=$(printf '%s' "${results[$name]}" | awk '{print $1}')
-  rate[$name]=$(echo "$rates" | median)
   rss=$(printf '%s' "${results[$name]}" | awk '{print $2}' | sort -n | tail -1)
   cpu=$(printf '%s' "${results[$name]}" | awk '{print $3}' | median)
   sender=$(printf '%s' "${results[$name]}" | awk '{print $4}' | median)
-  printf '%-18s %36s %10s %14s %10s %10s\n' "$name" "$(echo "$rates" | paste -sd,)" "${rate[$name]}" "$(mib "$rss")" "$cpu" "$sender"
+  printf '%-18s %36s %10s %14s %10s %10s\n' "$name" "$(echo "$rates" | paste -sd,)" "$(echo "$rates" | median)" "$(mib "$rss")" "$cpu" "$sender"
 done
 # Per-run ratios (same run), then their medians.
 ratios() { paste <(printf '%s' "${results[$1]}" | awk '{print $1}') <(printf '%s' "${results[$2]}" | awk '{print $1}') | awk '{ printf "%.2f\n", $1 / $2 }'; }
@@ -152,7 +150,7 @@ hec_rates=()
 for _ in $(seq "$runs"); do
   start_hec_receiver --expect "$messages"
   sock=$work/h.sock; rm -f "$sock"
-  /usr/bin/time -f "%M %U %S" -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" \
+  /usr/bin/time -f %M -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" \
     -output-type hec -hec-url "http://127.0.0.1:$port/services/collector" -hec-token bench "${hec_flags[@]}" >/dev/null 2>"$work/hec-fwd.log" &
   receiver_pid=$!
   for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done

@@ -60,12 +60,6 @@ public final class RecentResponses: @unchecked Sendable {
         return false
     }
 
-    /// True if this response was already seen in `second`; otherwise notes it and returns false.
-    public func seenBefore(_ response: UnsafeRawBufferPointer, second: Int64) -> Bool {
-        guard let probe = probe(response) else { return false }
-        return seenBefore(probe, second: second)
-    }
-
     /// A fast non-cryptographic 64-bit hash (multiply–xorshift over 8-byte words, the length mixed
     /// in). A collision costs at most one record skipped.
     static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
