@@ -48,6 +48,7 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
     @Option(name: names(.hecPersistentBuf), help: help(.hecPersistentBuf)) var hecPersistentBuf: String?
     @Option(name: names(.hecBufPath), help: help(.hecBufPath)) var hecBufPath: String?
     @Option(name: names(.hecBufMaxSize), help: help(.hecBufMaxSize)) var hecBufMaxSize: String?
+    @Option(name: names(.hecBufFsync), help: help(.hecBufFsync)) var hecBufFsync: String?
     @Option(name: names(.hecAck), help: help(.hecAck)) var hecAck: String?
     @Option(name: names(.hecAckPollInterval), help: help(.hecAckPollInterval)) var hecAckPollInterval: String?
     @Option(name: names(.hecAckTimeout), help: help(.hecAckTimeout)) var hecAckTimeout: String?
@@ -89,7 +90,7 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
             (.hecToken, hecToken), (.hecTokenFile, hecTokenFile), (.hecGzip, hecGzip), (.hecGzipLevel, hecGzipLevel), (.hecMaxBatchBytes, hecMaxBatchBytes),
             (.hecRequestTimeout, hecRequestTimeout), (.hecConnectTimeout, hecConnectTimeout),
             (.hecRetryInitialDelay, hecRetryInitialDelay), (.hecRetryMaxDelay, hecRetryMaxDelay), (.hecMaxInFlight, hecMaxInFlight), (.hecDLQPath, hecDLQPath), (.hecPersistentBuf, hecPersistentBuf),
-            (.hecBufPath, hecBufPath), (.hecBufMaxSize, hecBufMaxSize),
+            (.hecBufPath, hecBufPath), (.hecBufMaxSize, hecBufMaxSize), (.hecBufFsync, hecBufFsync),
             (.hecAck, hecAck), (.hecAckPollInterval, hecAckPollInterval), (.hecAckTimeout, hecAckTimeout),
             (.hecCAFile, hecCAFile),
             (.hecInsecureSkipVerify, hecInsecureSkipVerify), (.splunkSourcetype, splunkSourcetype), (.splunkSource, splunkSource),

@@ -8,7 +8,8 @@ public final class InMemorySink: EventSink {
     private struct State {
         var lines: [String] = []
         var waiters: [(ready: @Sendable ([String]) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
-        var gate: [EventLoopPromise<Void>]?
+        /// Writes held until `release()`, by id.
+        var gate: [Int: CheckedContinuation<Bool, Never>]?
         var failing = false
         var writes = 0
         var writeWaiters: [CheckedContinuation<Void, Never>] = []
@@ -23,21 +24,30 @@ public final class InMemorySink: EventSink {
     /// How many `write` calls have started (including ones held at the gate).
     public var writes: Int { state.withLock { $0.writes } }
 
-    public func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws -> SinkResult {
-        let (held, started) = state.withLock { state -> (Bool, [CheckedContinuation<Void, Never>]) in
+    public func write(_ events: [ForwardedEvent]) async throws -> SinkResult {
+        let (held, started, id) = state.withLock { state -> (Bool, [CheckedContinuation<Void, Never>], Int) in
             state.writes += 1
             defer { state.writeWaiters = [] }
-            return (state.gate != nil, state.writeWaiters)
+            return (state.gate != nil, state.writeWaiters, state.writes)
         }
         for waiter in started { waiter.resume() }
         if held {
-            // Held at the gate until `release()`, or until the deadline like a blocked output.
-            let loop = MultiThreadedEventLoopGroup.singleton.next()
-            let opened = loop.makePromise(of: Void.self)
-            state.withLock { state in
-                if state.gate != nil { state.gate!.append(opened) } else { opened.succeed() }
+            // Held at the gate until `release()`, like an output that takes nothing, or until the
+            // task is cancelled (the shutdown bound), as every sink's write must end then.
+            let opened = await withTaskCancellationHandler {
+                await withCheckedContinuation { (opened: CheckedContinuation<Bool, Never>) in
+                    let now = state.withLock { state -> Bool? in
+                        if Task.isCancelled { return false }
+                        guard state.gate != nil else { return true }
+                        state.gate![id] = opened
+                        return nil
+                    }
+                    if let now { opened.resume(returning: now) }
+                }
+            } onCancel: {
+                state.withLock { $0.gate?.removeValue(forKey: id) }?.resume(returning: false)
             }
-            try await opened.futureResult.get(abandoningWhen: abandon)
+            if !opened { throw CancellationError() }
         }
         let ready = try state.withLock { state -> [CheckedContinuation<Void, Never>] in
             if state.failing { throw SinkError.writeFailed(errno: 5) }
@@ -83,14 +93,14 @@ public final class InMemorySink: EventSink {
     }
 
     /// Holds every write until `release()`.
-    public func hold() { state.withLock { if $0.gate == nil { $0.gate = [] } } }
+    public func hold() { state.withLock { if $0.gate == nil { $0.gate = [:] } } }
 
     public func release() {
-        let held = state.withLock { state -> [EventLoopPromise<Void>] in
+        let held = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
             defer { state.gate = nil }
-            return state.gate ?? []
+            return Array((state.gate ?? [:]).values)
         }
-        for writer in held { writer.succeed() }
+        for writer in held { writer.resume(returning: true) }
     }
 
     public func setFailing(_ failing: Bool) { state.withLock { $0.failing = failing } }

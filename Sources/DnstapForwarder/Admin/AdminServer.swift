@@ -39,8 +39,14 @@ public final class AdminServer: Service, Sendable {
         try await bound.value()
     }
 
-    public func run() async throws {
-        let server: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
+    typealias ServerChannel = NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
+    /// Bound by `bind()`, taken by `run()`.
+    private let pending = Locked<ServerChannel?>(nil)
+
+    /// Binds the admin address (the service group runs only once it is bound); the error names it.
+    public func bind() async throws {
+        guard bound.current == nil else { return }
+        let server: ServerChannel
         do {
             let (statistics, reserve, logger) = (api.statistics, reserve, logger)
             server = try await ServerBootstrap(group: group)
@@ -69,8 +75,19 @@ public final class AdminServer: Service, Sendable {
         }
         let local = server.channel.localAddress!
         state.withLock { $0.server = server.channel }
+        pending.withLock { $0 = server }
         bound.publish(.success(local))
         logger.info("admin API listening", metadata: ["address": "\(local)"])
+    }
+
+    /// Closes what `bind()` bound when the service never ran (another listener failed to bind).
+    public func closeUnused() async {
+        if let server = pending.withLock({ $0.take() }) { try? await server.channel.close() }
+    }
+
+    public func run() async throws {
+        try await bind()
+        guard let server = pending.withLock({ $0.take() }) else { return }
 
         try await withGracefulShutdownHandler {
             try await server.executeThenClose { inbound in

@@ -203,6 +203,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
             config.hec.spoolPath = value(.hecBufPath)!
         }
         config.hec.spoolMaxBytes = try ValueParsing.byteSize(value(.hecBufMaxSize)!, setting: .hecBufMaxSize)
+        config.hec.spoolFsyncInterval = try ValueParsing.duration(value(.hecBufFsync)!, setting: .hecBufFsync)
         config.hec.acknowledgements = try ValueParsing.boolean(value(.hecAck)!, setting: .hecAck)
         config.hec.ackPollInterval = try ValueParsing.duration(value(.hecAckPollInterval)!, setting: .hecAckPollInterval)
         config.hec.ackTimeout = try ValueParsing.duration(value(.hecAckTimeout)!, setting: .hecAckTimeout)
@@ -286,7 +287,8 @@ public struct ForwarderConfiguration: Equatable, Sendable {
             metadata["hec_max_batch_bytes"] = .stringConvertible(hec.maxBatchBytes)
             metadata["hec_max_in_flight"] = .stringConvertible(hec.maxInFlight)
             metadata["hec_dlq_path"] = .string(hec.deadLetterPath ?? "off")
-            metadata["hec_persistent_buf"] = .string(hec.spoolPath.map { "\($0) (max \(hec.spoolMaxBytes) bytes)" } ?? "off")
+            metadata["hec_persistent_buf"] = .string(
+                hec.spoolPath.map { "\($0) (max \(hec.spoolMaxBytes) bytes, fsync \(hec.spoolFsyncInterval == .zero ? "every batch" : "\(hec.spoolFsyncInterval)"))" } ?? "off")
             metadata["hec_ack"] = .string(hec.acknowledgements ? "on (poll \(hec.ackPollInterval), resend after \(hec.ackTimeout))" : "off")
             metadata["splunk_sourcetype"] = .string(hec.sourcetype)
             metadata["splunk_source"] = .string(hec.source)

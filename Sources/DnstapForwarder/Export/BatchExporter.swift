@@ -1,9 +1,11 @@
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 
-/// Takes batches from the buffer and writes them to the sink, until the buffer closes and is
-/// drained, or the shutdown bound runs out (then what is left is counted and logged as dropped).
+/// Takes batches from the buffer and writes them to the sink until the buffer closes and is
+/// drained, and the sink has flushed; or until the shutdown bound runs out, which cancels that
+/// work (then what is left is counted and logged as undelivered).
 ///
 /// Listed before the listener in the service group, so it shuts down after it: it drains what
 /// the connections handed over.
@@ -16,6 +18,8 @@ public final class BatchExporter: Service {
     private let shutdown: ShutdownCoordinator
     private let logger: Logger
     private let failureLog = Locked(RateLimitedLog(interval: .seconds(10)))
+    /// Events of writes cut off by the shutdown bound.
+    private let cutOff = Atomic<Int>(0)
 
     public init(
         buffer: EventBuffer, sink: any EventSink, batchSize: Int, flushInterval: Duration,
@@ -30,59 +34,75 @@ public final class BatchExporter: Service {
         self.logger = logger
     }
 
+    private enum Ending { case drained, deadline, background }
+
     public func run() async throws {
-        await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                group.addTask { await self.sink.run() }
-                await exportUntilDrained()
-                sink.finish()
+        let drained = await withGracefulShutdownHandler {
+            await withTaskGroup(of: Ending.self) { group in
+                group.addTask { await self.sink.run(); return .background }
+                group.addTask { await self.exportUntilDrained(); return .drained }
+                group.addTask { await self.shutdown.deadlineReached(); return .deadline }
+                var drained = false
+                while let ending = await group.next() {
+                    if ending == .background { continue }
+                    drained = ending == .drained && !Task.isCancelled
+                    break
+                }
+                group.cancelAll()
+                return drained
             }
-        } onGracefulShutdown: { [buffer] in
+        } onGracefulShutdown: { [buffer, shutdown] in
+            shutdown.begin()
             buffer.close()
         }
-        // Drained early (the shutdown bound ran out while the listener was still stopping):
-        // finish only when the group reaches this service, or the group counts it as a failure.
+        buffer.close()
+        let left = buffer.discardQueued()
+        statistics.dropped(left, reason: .shutdownTimeout)
+        let undelivered = left + cutOff.load(ordering: .relaxed)
+        if undelivered > 0 {
+            logger.error(
+                drained ? "output stopped with events undelivered" : "shutdown bound reached: output stopped with events undelivered",
+                metadata: ["undelivered": "\(undelivered)", "shutdown_timeout": "\(shutdown.timeout)"])
+        }
+        // Drained early (the bound ran out while the listener was still stopping): finish only
+        // when the group reaches this service, or the group counts it as a failure.
         try? await gracefulShutdown()
         await sink.shutdown()
     }
 
     /// Takes batches until the buffer is closed and drained, with up to `sink.maxConcurrentWrites`
-    /// writes in flight (one for stdout, so lines stay in order).
+    /// writes in flight (one for stdout, so lines stay in order), then flushes the sink.
     private func exportUntilDrained() async {
-        await sink.start()
+        let slots = WriteSlots(count: max(1, sink.maxConcurrentWrites))
+        let backlogCount = sink.backlogWriteLimit(batchSize: batchSize)
         await withDiscardingTaskGroup { group in
-            let slots = WriteSlots(count: max(1, sink.maxConcurrentWrites))
-            let backlogCount = sink.backlogWriteLimit(batchSize: batchSize)
             while let batch = await buffer.nextBatch(maxCount: batchSize, backlogCount: backlogCount, flushInterval: flushInterval) {
-                if shutdown.isPastDeadline {
-                    statistics.dropped(batch.count, reason: .shutdownTimeout)
-                    buffer.complete(batch.count)
-                    let left = buffer.discardQueued()
-                    statistics.dropped(left, reason: .shutdownTimeout)
-                    logger.error(
-                        "shutdown timeout reached with events undelivered",
-                        metadata: ["undelivered": "\(batch.count + left)"])
-                    buffer.close()
-                    continue
+                guard await slots.acquire() else {
+                    undelivered(batch)
+                    return
                 }
-                await slots.acquire()
                 group.addTask {
                     await self.deliver(batch)
                     slots.release()
                 }
             }
         }
+        guard !Task.isCancelled else { return }
+        do {
+            try await sink.flush()
+        } catch where !Task.isCancelled {
+            logger.error("the output failed to flush at shutdown", metadata: ["error": "\(error)"])
+        } catch {}
     }
 
     private func deliver(_ batch: [ForwardedEvent]) async {
         do {
-            // No write may outlast the shutdown bound, even one that began before the shutdown.
-            let result = try await sink.write(batch, abandon: shutdown.deadlinePassed)
+            let result = try await sink.write(batch)
             statistics.delivered(result.delivered)
             for (reason, count) in result.dropped { statistics.dropped(count, reason: reason) }
-        } catch SinkError.deadlineExceeded {
-            statistics.dropped(batch.count, reason: .shutdownTimeout)
-            logger.error("output blocked past the shutdown deadline; batch undelivered", metadata: ["events": "\(batch.count)"])
+            buffer.complete(batch.count)
+        } catch where Task.isCancelled {
+            undelivered(batch)
         } catch {
             statistics.dropped(batch.count, reason: .outputError)
             if let suppressed = failureLog.withLock({ $0.shouldLog() }) {
@@ -90,40 +110,15 @@ public final class BatchExporter: Service {
                     "output failed; batch dropped",
                     metadata: ["error": "\(error)", "events": "\(batch.count)", "suppressed_since_last": "\(suppressed)"])
             }
+            buffer.complete(batch.count)
         }
+    }
+
+    /// A batch the shutdown bound cut off: counted, and its room given back.
+    private func undelivered(_ batch: [ForwardedEvent]) {
+        statistics.dropped(batch.count, reason: .shutdownTimeout)
+        cutOff.add(batch.count, ordering: .relaxed)
         buffer.complete(batch.count)
-    }
-}
-
-/// A counting semaphore for the writes in flight (waiters resume in order).
-final class WriteSlots: Sendable {
-    private let state: Locked<(free: Int, waiters: [CheckedContinuation<Void, Never>])>
-
-    init(count: Int) { state = Locked((count, [])) }
-
-    func acquire() async {
-        await withCheckedContinuation { continuation in
-            let granted = state.withLock { state -> Bool in
-                if state.free > 0 {
-                    state.free -= 1
-                    return true
-                }
-                state.waiters.append(continuation)
-                return false
-            }
-            if granted { continuation.resume() }
-        }
-    }
-
-    func release() {
-        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if state.waiters.isEmpty {
-                state.free += 1
-                return nil
-            }
-            return state.waiters.removeFirst()
-        }
-        next?.resume()
     }
 }
 

@@ -6,6 +6,7 @@ import Darwin
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// How the file output names, sizes and formats its files.
 public struct FileOutputSettings: Sendable, Equatable {
@@ -39,18 +40,19 @@ public struct FileOutputSettings: Sendable, Equatable {
 /// the connections stop reading once the buffer fills: nothing is dropped for a full disk.
 public final class FileSink: EventSink {
     private let settings: FileOutputSettings
-    private let threadPool: NIOThreadPool
-    private let eventLoop: any EventLoop
+    private let worker: BlockingWorker
     private let statistics: ForwarderStatistics
     private let logger: Logger
-    private let state = Locked(FileState())
+    /// The open file: touched only by calls on the worker's thread, one at a time.
+    private let file = Locked(FileState())
+    /// Read by `/readyz` and the `dnstap_output_ready` gauge without waiting for a write.
+    private let failing = Atomic<Bool>(false)
+    private let failureLog = Locked(RateLimitedLog(interval: .seconds(10)))
     private let processID = getpid()
 
     private struct FileState {
         var fd: CInt = -1
         var size = 0
-        var failureLog = RateLimitedLog(interval: .seconds(10))
-        var failing = false
     }
 
     public init(
@@ -60,61 +62,56 @@ public final class FileSink: EventSink {
         self.settings = settings
         self.statistics = statistics
         self.logger = logger
-        self.eventLoop = eventLoop
-        threadPool = NIOThreadPool(numberOfThreads: 1)
-        threadPool.start()
+        worker = BlockingWorker(eventLoop: eventLoop)
         // Fail at start, in plain words, when the file cannot be opened at all.
-        try state.withLock { try Self.open(settings.path, into: &$0) }
+        try file.withLock { try Self.open(settings.path, into: &$0) }
     }
 
     public var readiness: OutputReadiness {
-        state.withLock { $0.failing } ? .notReady("cannot write \(settings.path) (see the log); events are kept and retried") : .ready
+        failing.load(ordering: .relaxed) ? .notReady("cannot write \(settings.path) (see the log); events are kept and retried") : .ready
     }
 
-    public func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws -> SinkResult {
+    public func write(_ events: [ForwardedEvent]) async throws -> SinkResult {
         let lines = render(events)
         var failures = 0
         while true {
             do {
-                try await threadPool.runIfActive(eventLoop: eventLoop) { [self] in
-                    try lines.withUnsafeReadableBytes { try self.append($0) }
-                }.get(abandoningWhen: abandon)
-                let recovered = state.withLock { state -> Bool in
-                    defer { state.failing = false }
-                    return state.failing
+                try await worker.run { [self] in try lines.withUnsafeReadableBytes { try self.append($0) } }
+                if failing.exchange(false, ordering: .relaxed) {
+                    logger.info("file output writes again", metadata: ["path": "\(settings.path)", "failed_attempts": "\(failures)"])
                 }
-                if recovered { logger.info("file output writes again", metadata: ["path": "\(settings.path)", "failed_attempts": "\(failures)"]) }
                 return SinkResult(delivered: events.count)
-            } catch SinkError.deadlineExceeded {
-                throw SinkError.deadlineExceeded
+            } catch is CancellationError {
+                throw CancellationError()
             } catch {
                 failures += 1
                 statistics.retried()
-                let suppressed = state.withLock { state -> Int? in
-                    state.failing = true
-                    return state.failureLog.shouldLog()
-                }
-                if let suppressed {
+                failing.store(true, ordering: .relaxed)
+                if let suppressed = failureLog.withLock({ $0.shouldLog() }) {
                     logger.error(
                         "cannot write the output file: the batch is kept and retried; connections stop reading when the buffer is full",
                         metadata: ["path": "\(settings.path)", "error": "\(error)", "events": "\(events.count)",
                                    "attempt": "\(failures)", "suppressed_since_last": "\(suppressed)"])
                 }
-                let delay = Duration.milliseconds(min(100 << min(failures - 1, 6), 5000))
-                try await race(abandon) { try await Task.sleep(for: delay) }
+                try await Task.sleep(for: .milliseconds(min(100 << min(failures - 1, 6), 5000)))
             }
         }
     }
 
-    public func shutdown() async {
-        state.withLock { state in
-            if state.fd >= 0 {
+    /// Syncs and closes the file (on the worker: a hung disk holds only that thread).
+    public func flush() async throws {
+        try await worker.run { [file] in
+            file.withLock { state in
+                guard state.fd >= 0 else { return }
                 fsync(state.fd)
                 close(state.fd)
                 state.fd = -1
             }
         }
-        try? await threadPool.shutdownGracefully()
+    }
+
+    public func shutdown() async {
+        worker.shutdown()
     }
 
     // MARK: - Rendering
@@ -134,14 +131,14 @@ public final class FileSink: EventSink {
     /// Appends whole lines; rotates first when they would take the file past its size limit. On a
     /// failed write the file is cut back to where the batch began, so no torn line remains.
     private func append(_ bytes: UnsafeRawBufferPointer) throws {
-        try state.withLock { state in
+        try file.withLock { state in
             if state.fd < 0 { try Self.open(settings.path, into: &state) }
             if state.size > 0, state.size + bytes.count > settings.maxFileBytes {
                 try rotate(&state)
             }
             let start = state.size
             do {
-                try JSONLinesSink.writeAll(state.fd, bytes)
+                try writeAll(state.fd, bytes)
                 state.size += bytes.count
             } catch {
                 _ = ftruncate(state.fd, off_t(start))
@@ -209,9 +206,10 @@ public final class FileSink: EventSink {
     /// With `{time}` names: deletes the oldest rotated files beyond `maxFiles` (the names sort by time).
     private func pruneTimedFiles() {
         let template = name(number: nil, time: "\u{0}")
-        guard let slash = template.lastIndex(of: "/") else { return }
-        let directory = String(template[..<slash])
-        let namePart = template[template.index(after: slash)...]
+        // A name without a slash is in the working directory.
+        let slash = template.lastIndex(of: "/")
+        let directory = slash.map { String(template[..<$0]) } ?? "."
+        let namePart = slash.map { template[template.index(after: $0)...] } ?? Substring(template)
         let parts = namePart.split(separator: "\u{0}", omittingEmptySubsequences: false)
         guard parts.count == 2, let dir = opendir(directory.isEmpty ? "/" : directory) else { return }
         defer { closedir(dir) }
@@ -224,7 +222,7 @@ public final class FileSink: EventSink {
             }
         }
         rotated.sort()
-        for old in rotated.dropLast(settings.maxFiles) { unlink(directory + "/" + old) }
+        for old in rotated.dropLast(settings.maxFiles) { unlink(slash == nil ? old : directory + "/" + old) }
     }
 }
 

@@ -47,6 +47,8 @@ public final class DnstapListener: Service {
     private let logger: Logger
     private let bound = Published<[SocketAddress]>()
     private let servers = Locked<[any Channel]>([])
+    /// Bound by `bind()`, taken by `run()`.
+    private let pending = Locked<[NIOAsyncChannel<Accepted, Never>]?>(nil)
     private let rejectionLog = Locked(RateLimitedLog(interval: .seconds(1), burst: 10))
     private let reserve: DescriptorReserve
 
@@ -76,7 +78,10 @@ public final class DnstapListener: Service {
         !shutdown.isShuttingDown && bound.hasValue && servers.withLock { $0.allSatisfy(\.isActive) }
     }
 
-    public func run() async throws {
+    /// Binds every address (the service group runs only once all are bound). On a failure,
+    /// nothing stays bound and the socket files are removed; the error names the address.
+    public func bind() async throws {
+        guard bound.current == nil else { return }
         let servers: [NIOAsyncChannel<Accepted, Never>]
         do {
             servers = try await bindAll()
@@ -84,13 +89,18 @@ public final class DnstapListener: Service {
             bound.publish(.failure(error))
             throw error
         }
+        pending.withLock { $0 = servers }
         self.servers.withLock { $0 = servers.map(\.channel) }
         bound.publish(.success(servers.compactMap { $0.channel.localAddress }))
         logger.info(
             "listening for dnstap",
             metadata: ["addresses": "\(settings.addresses.map(\.description).joined(separator: ", "))",
                        "max_connections": "\(registry.maxConnections)"])
+    }
 
+    public func run() async throws {
+        try await bind()
+        let servers = pending.withLock { $0.take() } ?? []
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 for server in servers {
@@ -103,6 +113,12 @@ public final class DnstapListener: Service {
         }
         removeSocketFiles()
         logger.info("listener stopped")
+    }
+
+    /// Closes what `bind()` bound when the service never ran (another listener failed to bind).
+    public func closeUnused() async {
+        for server in pending.withLock({ $0.take() }) ?? [] { try? await server.channel.close() }
+        removeSocketFiles()
     }
 
     // MARK: - Binding
@@ -322,7 +338,7 @@ public final class DnstapListener: Service {
     }
 
     /// The drain window: how long open connections may go on handing over data at shutdown.
-    private var drainWindow: TimeAmount { min(.seconds(1), shutdown.timeout / 4) }
+    private var drainWindow: TimeAmount { min(.seconds(1), shutdown.timeoutAmount / 4) }
 
     private func sweepLoop() async {
         while true {

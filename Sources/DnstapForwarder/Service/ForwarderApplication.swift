@@ -19,6 +19,7 @@ public final class ForwarderApplication: Sendable {
     public let listener: DnstapListener
     public let shutdown: ShutdownCoordinator
     private let exporter: BatchExporter
+    private let sink: any EventSink
     private let reporter: StatisticsReporter
     private let serviceGroup: ServiceGroup
     private let logger: Logger
@@ -37,8 +38,9 @@ public final class ForwarderApplication: Sendable {
         statistics = ForwarderStatistics(metricsFactory: metrics.metricsFactory)
         resolutionMap = ResolutionMap(settings: configuration.resolutionMap, metricsFactory: metrics.metricsFactory)
         activity = ConnectionActivityTracker(settings: configuration.activity)
-        shutdown = ShutdownCoordinator(timeout: configuration.shutdownTimeout, eventLoop: eventLoopGroup.next())
-        let sink = try sink ?? Self.makeSink(configuration, eventLoopGroup: eventLoopGroup, statistics: statistics, shutdown: shutdown, logger: logger)
+        shutdown = ShutdownCoordinator(timeout: configuration.shutdownTimeout)
+        let sink = try sink ?? Self.makeSink(configuration, eventLoopGroup: eventLoopGroup, statistics: statistics, logger: logger)
+        self.sink = sink
         registry = ConnectionRegistry(maxConnections: configuration.maxConnections, activity: activity)
         let backpressure = BackpressureReporter(
             capacity: configuration.bufferSize, statistics: statistics, logger: logger.with(component: "buffer"))
@@ -103,7 +105,7 @@ public final class ForwarderApplication: Sendable {
 
     static func makeSink(
         _ configuration: ForwarderConfiguration, eventLoopGroup: any EventLoopGroup, statistics: ForwarderStatistics,
-        shutdown: ShutdownCoordinator, logger: Logger
+        logger: Logger
     ) throws -> any EventSink {
         switch configuration.outputType {
         case .stdout:
@@ -113,12 +115,17 @@ public final class ForwarderApplication: Sendable {
             settings.hostname = configuration.hec.host ?? HECSink.hostname()
             return try FileSink(settings: settings, statistics: statistics, logger: logger.with(component: "file"), eventLoop: eventLoopGroup.next())
         case .hec:
+            // The spool first: it can fail to open, and then no HTTP client is left to shut down.
+            let spool = try configuration.hec.spoolPath.map {
+                try Spool(
+                    directory: $0, maxBytes: configuration.hec.spoolMaxBytes, fsyncInterval: configuration.hec.spoolFsyncInterval,
+                    logger: logger.with(component: "spool"))
+            }
             let hec = try HECSink(
                 settings: configuration.hec, token: configuration.hecToken ?? "", eventLoopGroup: eventLoopGroup,
                 statistics: statistics, logger: logger.with(component: "hec"))
-            guard let spoolPath = configuration.hec.spoolPath else { return hec }
-            let spool = try Spool(directory: spoolPath, maxBytes: configuration.hec.spoolMaxBytes, logger: logger.with(component: "spool"))
-            return SpoolingSink(spool: spool, downstream: hec, statistics: statistics, shutdown: shutdown, logger: logger.with(component: "spool"))
+            guard let spool else { return hec }
+            return SpoolingSink(spool: spool, downstream: hec, statistics: statistics, logger: logger.with(component: "spool"))
         }
     }
 
@@ -129,6 +136,7 @@ public final class ForwarderApplication: Sendable {
         DescriptorLimit.warnIfTooLow(maxConnections: configuration.maxConnections, logger: logger)
         var failure: (any Error)?
         do {
+            try await bindListeners()
             try await serviceGroup.run()
         } catch {
             failure = error
@@ -146,6 +154,20 @@ public final class ForwarderApplication: Sendable {
             logger.info("stopped: every accepted event was delivered", metadata: metadata)
         }
         return summary
+    }
+
+    /// Binds every listener before any service runs: an address that cannot be bound (dnstap unix
+    /// or TCP, admin) ends the run at once with an error naming it, nothing left bound.
+    private func bindListeners() async throws {
+        do {
+            try await listener.bind()
+            try await admin?.bind()
+        } catch {
+            await listener.closeUnused()
+            await admin?.closeUnused()
+            await sink.shutdown()
+            throw error
+        }
     }
 
     public func triggerGracefulShutdown() async {

@@ -1,40 +1,33 @@
 import NIOCore
-import NIOPosix
 
-/// The one clock of a graceful shutdown: when it began and the bound it must finish within.
+/// The one clock of a graceful shutdown: when it began, and the bound it must finish within.
 ///
-/// `deadlinePassed` completes when the bound runs out, so work that began before the shutdown
-/// (a write blocked on a stalled output) can be abandoned at the deadline too.
+/// Nothing registers on it per operation: the exporter waits once for `deadlineReached()` beside
+/// its work, and cancels that work when the bound runs out (cancellation is the one mechanism
+/// that ends a shutdown).
 public final class ShutdownCoordinator: Sendable {
-    public let timeout: TimeAmount
-    private let startedAt = Locked<NIODeadline?>(nil)
-    private let eventLoop: any EventLoop
-    private let deadlineReached: EventLoopPromise<Void>
+    public let timeout: Duration
+    private let clock: any Clock<Duration>
+    private let began = Published<NIODeadline>()
 
-    public init(timeout: Duration, eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()) {
-        self.timeout = TimeAmount(timeout)
-        self.eventLoop = eventLoop
-        self.deadlineReached = eventLoop.makePromise(of: Void.self)
+    public init(timeout: Duration, clock: any Clock<Duration> = ContinuousClock()) {
+        self.timeout = timeout
+        self.clock = clock
     }
 
-    deinit { deadlineReached.succeed() }
-
-    /// Marks the start of the shutdown (the first call wins) and arms the deadline.
+    /// Marks the start of the shutdown (the first call wins).
     public func begin() {
-        let first = startedAt.withLock { started -> Bool in
-            guard started == nil else { return false }
-            started = .now()
-            return true
-        }
-        guard first else { return }
-        eventLoop.scheduleTask(in: timeout) { [deadlineReached] in deadlineReached.succeed() }
+        began.publish(.success(.now()))
     }
 
-    /// Completes when the shutdown bound has run out (never, while the service runs).
-    public var deadlinePassed: EventLoopFuture<Void> { deadlineReached.futureResult }
+    /// Returns once the shutdown has begun and its bound has run out on the coordinator's clock;
+    /// at once if the task is cancelled.
+    public func deadlineReached() async {
+        guard (try? await began.value()) != nil else { return }
+        try? await clock.sleep(for: timeout)
+    }
 
-    public var isShuttingDown: Bool { startedAt.withLock { $0 != nil } }
-    public var started: NIODeadline? { startedAt.withLock { $0 } }
-    public var deadline: NIODeadline? { started.map { $0 + timeout } }
-    public var isPastDeadline: Bool { deadline.map { NIODeadline.now() >= $0 } ?? false }
+    public var isShuttingDown: Bool { began.hasValue }
+    public var started: NIODeadline? { began.current }
+    public var timeoutAmount: TimeAmount { TimeAmount(timeout) }
 }

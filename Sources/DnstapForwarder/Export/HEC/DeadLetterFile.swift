@@ -35,7 +35,7 @@ final class DeadLetterFile: Sendable {
             writer.newline()
         }
         do {
-            try descriptor.withLock { fd in try JSONLinesSink.writeAll(fd, writer.bytes) }
+            try descriptor.withLock { fd in try writeAll(fd, writer.bytes) }
         } catch {
             logger.error("cannot write to the dead-letter file; the events are only counted", metadata: ["path": "\(path)", "error": "\(error)"])
         }

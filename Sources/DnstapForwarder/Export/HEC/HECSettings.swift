@@ -14,6 +14,8 @@ public struct HECSettings: Equatable, Sendable {
     /// The durable buffer's directory (nil: events waiting for HEC live only in memory).
     public var spoolPath: String?
     public var spoolMaxBytes = 1 << 30
+    /// How often the spool is fsynced (zero: every batch, before it counts as accepted).
+    public var spoolFsyncInterval: Duration = .seconds(1)
     /// Indexer acknowledgement: a request counts as delivered only once HEC acknowledges it.
     public var acknowledgements = false
     public var ackPollInterval: Duration = .seconds(10)

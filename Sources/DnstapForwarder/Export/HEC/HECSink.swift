@@ -28,6 +28,7 @@ public final class HECSink: EventSink {
     private let logs = Locked(Logs())
     private let condition = Locked(Condition())
     private let deadLetters: DeadLetterFile?
+    private let policy: HECDeliveryStateMachine.Policy
     /// The indexer-acknowledgement channel of this process (sent on every request when acks are on).
     let channel = UUID().uuidString.lowercased()
 
@@ -58,6 +59,7 @@ public final class HECSink: EventSink {
         guard let endpoint = settings.endpoint else { throw ConfigurationError.invalid("-output-type hec needs -hec-url") }
         self.settings = settings
         self.endpoint = endpoint
+        self.policy = HECDeliveryStateMachine.Policy(settings)
         self.authorization = "Splunk " + token
         self.statistics = statistics
         self.logger = logger
@@ -91,18 +93,19 @@ public final class HECSink: EventSink {
 
     // MARK: - EventSink
 
-    public func start() async {
+    /// Probes HEC once at start, so a wrong URL or token is reported before the first batch.
+    public func run() async {
         await probeAtStart()
     }
 
-    public func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws -> SinkResult {
+    public func write(_ events: [ForwardedEvent]) async throws -> SinkResult {
         var result = SinkResult()
         var parts = envelopes.bodies(events[...], maxBytes: settings.maxBatchBytes)
         var next = 0
         while next < parts.count {
             let part = parts[next]
             next += 1
-            switch try await send(part, abandon: abandon) {
+            switch try await send(part) {
             case .delivered:
                 result.delivered += part.count
             case .invalidEvent(let index, let reason) where index >= 0 && index < part.count:
@@ -126,7 +129,7 @@ public final class HECSink: EventSink {
                 deadLetters?.append(part, reason: .rejected, reply: reason, logger: logger)
                 logger.error("HEC rejected a request for good; its events are dropped", metadata: ["reply": "\(reason)", "events": "\(part.count)"])
             case .retry, .authenticationFailed:
-                preconditionFailure("send(_:) retries these itself")
+                preconditionFailure("the delivery state machine retries these itself")
             }
         }
         return result
@@ -138,62 +141,76 @@ public final class HECSink: EventSink {
 
     // MARK: - Sending
 
-    /// Sends one body until HEC gives a final answer; transient failures are retried.
-    private func send(_ part: ArraySlice<ForwardedEvent>, abandon: EventLoopFuture<Void>) async throws -> HECVerdict {
+    /// Sends one body until HEC gives a final answer, as `HECDeliveryStateMachine` directs.
+    /// Cancellation (the shutdown bound) ends every wait and request in it.
+    private func send(_ part: ArraySlice<ForwardedEvent>) async throws -> HECVerdict {
         var plain = envelopes.encode(part)
         let body = settings.gzip ? try plain.compress(with: .gzip(configuration: .init(compressionLevel: Int32(settings.gzipLevel)))) : plain
-        var failures = 0
+        var machine = HECDeliveryStateMachine(policy: policy)
+        var action = HECDeliveryStateMachine.Action.post
         while true {
-            let verdict: HECVerdict
-            do {
-                verdict = try await race(abandon) { try await self.post(body) }
-            } catch SinkError.deadlineExceeded {
-                throw SinkError.deadlineExceeded
-            } catch {
-                verdict = .retry(reason: Self.describe(error), retryAfterSeconds: nil)
-            }
-            switch verdict {
-            case .retry(let reason, let retryAfter):
-                failures += 1
-                statistics.retried()
-                logFailure("HEC request failed; will retry", reason: reason, failures: failures)
-                if failures >= settings.circuitBreakerThreshold {
-                    try await waitUntilHealthy(after: failures, abandon: abandon)
-                } else {
-                    try await pause(backoff(failures, retryAfter: retryAfter), abandon: abandon)
+            switch action {
+            case .post:
+                let verdict = try await post(body)
+                report(verdict, failures: machine.failures + 1)
+                action = machine.posted(verdict, now: .now(), jitter: .random(in: 0.5...1))
+            case .retry(let delay):
+                try await Task.sleep(for: delay)
+                action = .post
+            case .probeHealth(let delay, let opened):
+                if opened {
+                    logger.warning(
+                        "HEC circuit open after repeated failures: probing its health endpoint before sending again",
+                        metadata: ["url": "\(endpoint.healthURL)", "failures": "\(machine.failures)"])
+                    condition.withLock { $0.circuitOpen = "\(machine.failures) failures in a row" }
                 }
-            case .authenticationFailed(let reason):
-                condition.withLock { $0.tokenRefused = reason }
-                failures += 1
-                statistics.retried()
-                let suppressed = logs.withLock { $0.authentication.shouldLog() }
-                if suppressed != nil {
-                    logger.error(
-                        "HEC refuses the token: the events stay buffered and are sent once the token works. Check -hec-token",
-                        metadata: ["reply": "\(reason)", "url": "\(endpoint.eventURL)", "attempts": "\(failures)"])
+                try await Task.sleep(for: delay)
+                let healthy = await health() == .healthy
+                try Task.checkCancellation()
+                action = machine.probed(healthy: healthy, jitter: .random(in: 0.5...1))
+                if action == .post {
+                    condition.withLock { $0.circuitOpen = nil }
+                    logger.info("HEC health endpoint answers healthy: closing the circuit")
                 }
-                try await pause(backoff(failures, retryAfter: nil), abandon: abandon)
-            case .delivered(let ackID) where settings.acknowledgements:
-                guard let ackID else {
-                    logger.warning("HEC answered without an ackId although -hec-ack is on; counting the batch as delivered")
-                    return verdict
-                }
-                if try await acknowledged(ackID, abandon: abandon) { return verdict }
-                failures += 1
+            case .pollAck(let ackID, let delay):
+                try await Task.sleep(for: delay)
+                action = machine.polled(acknowledged: try await acknowledged(ackID), now: .now())
+            case .resendUnacknowledged(let ackID):
                 statistics.retried()
                 logger.warning(
                     "no indexer acknowledgement in time; sending the batch again (HEC may index it twice)",
                     metadata: ["ack_id": "\(ackID)", "timeout": "\(settings.ackTimeout)", "events": "\(part.count)"])
-            default:
-                condition.withLock { $0.tokenRefused = nil }
-                if failures > 0 {
-                    logger.info("HEC accepts requests again", metadata: ["failed_attempts": "\(failures)"])
+                action = .post
+            case .finished(let verdict):
+                if case .delivered(nil) = verdict, settings.acknowledgements {
+                    logger.warning("HEC answered without an ackId although -hec-ack is on; counting the batch as delivered")
                 }
                 return verdict
             }
         }
     }
 
+    /// Counts and logs an answer, and keeps `/readyz`'s view of the token current.
+    private func report(_ verdict: HECVerdict, failures: Int) {
+        switch verdict {
+        case .retry(let reason, _):
+            statistics.retried()
+            logFailure("HEC request failed; will retry", reason: reason, failures: failures)
+        case .authenticationFailed(let reason):
+            condition.withLock { $0.tokenRefused = reason }
+            statistics.retried()
+            if logs.withLock({ $0.authentication.shouldLog() }) != nil {
+                logger.error(
+                    "HEC refuses the token: the events stay buffered and are sent once the token works. Check -hec-token",
+                    metadata: ["reply": "\(reason)", "url": "\(endpoint.eventURL)", "attempts": "\(failures)"])
+            }
+        default:
+            condition.withLock { $0.tokenRefused = nil }
+            if failures > 1 { logger.info("HEC accepts requests again", metadata: ["failed_attempts": "\(failures - 1)"]) }
+        }
+    }
+
+    /// One request; a network error or timeout is a `.retry` verdict, cancellation is thrown.
     private func post(_ body: ByteBuffer) async throws -> HECVerdict {
         var request = HTTPClientRequest(url: endpoint.eventURL)
         request.method = .POST
@@ -202,73 +219,40 @@ public final class HECSink: EventSink {
         if settings.gzip { request.headers.add(name: "Content-Encoding", value: "gzip") }
         if settings.acknowledgements { request.headers.add(name: "X-Splunk-Request-Channel", value: channel) }
         request.body = .bytes(body)
-        let response = try await client.execute(request, timeout: TimeAmount(settings.requestTimeout))
-        let reply = try await response.body.collect(upTo: 64 * 1024)
-        return HECVerdict.classify(
-            status: response.status, body: String(buffer: reply), retryAfter: response.headers.first(name: "Retry-After"))
-    }
-
-    /// Exponential backoff with full jitter, at least the server's Retry-After.
-    private func backoff(_ failures: Int, retryAfter: Int?) -> Duration {
-        let cap = settings.retryMaxDelay
-        let exponential = settings.retryInitialDelay * (1 << min(failures - 1, 20))
-        let ceiling = min(cap, exponential)
-        let jittered = ceiling * Double.random(in: 0.5...1.0)
-        guard let retryAfter else { return jittered }
-        return max(jittered, .seconds(min(retryAfter, 300)))
-    }
-
-    /// The circuit is open: probe the health endpoint until HEC answers healthy.
-    private func waitUntilHealthy(after failures: Int, abandon: EventLoopFuture<Void>) async throws {
-        logger.warning(
-            "HEC circuit open after repeated failures: probing its health endpoint before sending again",
-            metadata: ["url": "\(endpoint.healthURL)", "failures": "\(failures)"])
-        condition.withLock { $0.circuitOpen = "\(failures) failures in a row" }
-        defer { condition.withLock { $0.circuitOpen = nil } }
-        var probes = 0
-        while true {
-            probes += 1
-            try await pause(backoff(min(failures + probes, 20), retryAfter: nil), abandon: abandon)
-            if case .healthy = try await race(abandon, { await self.health() }) {
-                logger.info("HEC health endpoint answers healthy: closing the circuit")
-                return
-            }
+        do {
+            let response = try await client.execute(request, timeout: TimeAmount(settings.requestTimeout))
+            let reply = try await response.body.collect(upTo: 64 * 1024)
+            return HECVerdict.classify(
+                status: response.status, body: String(buffer: reply), retryAfter: response.headers.first(name: "Retry-After"))
+        } catch {
+            try Task.checkCancellation()
+            return .retry(reason: Self.describe(error), retryAfterSeconds: nil)
         }
     }
 
     // MARK: - Indexer acknowledgement
 
-    /// Polls `/services/collector/ack` for `ackID` until HEC reports it indexed (true), or the ack
-    /// timeout passes (false: the caller sends the batch again).
-    private func acknowledged(_ ackID: Int, abandon: EventLoopFuture<Void>) async throws -> Bool {
-        let deadline = ContinuousClock.now + settings.ackTimeout
-        while ContinuousClock.now < deadline {
-            try await pause(settings.ackPollInterval, abandon: abandon)
-            var request = HTTPClientRequest(url: endpoint.base + "/services/collector/ack?channel=" + channel)
-            request.method = .POST
-            request.headers.add(name: "Authorization", value: authorization)
-            request.headers.add(name: "X-Splunk-Request-Channel", value: channel)
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string: #"{"acks":[\#(ackID)]}"#))
-            let query = request
-            do {
-                let response = try await race(abandon) { [client, settings] in
-                    let request = query
-                    let response = try await client.execute(request, timeout: TimeAmount(settings.requestTimeout))
-                    return (response.status, String(buffer: try await response.body.collect(upTo: 64 * 1024)))
-                }
-                if response.0 == .ok, response.1.range(of: #""\#(ackID)"\s*:\s*true"#, options: .regularExpression) != nil {
-                    return true
-                }
-                if response.0 == .badRequest, HECReply(response.1).code == 14 {
-                    logger.error("HEC says acknowledgement is disabled for this token (code 14): turn off -hec-ack; counting the batch as delivered")
-                    return true
-                }
-            } catch SinkError.deadlineExceeded {
-                throw SinkError.deadlineExceeded
-            } catch {
-                logFailure("HEC acknowledgement query failed; will ask again", reason: Self.describe(error), failures: 1)
+    /// Asks `/services/collector/ack` whether `ackID` is indexed.
+    private func acknowledged(_ ackID: Int) async throws -> Bool {
+        var request = HTTPClientRequest(url: endpoint.base + "/services/collector/ack?channel=" + channel)
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: authorization)
+        request.headers.add(name: "X-Splunk-Request-Channel", value: channel)
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: #"{"acks":[\#(ackID)]}"#))
+        do {
+            let response = try await client.execute(request, timeout: TimeAmount(settings.requestTimeout))
+            let reply = String(buffer: try await response.body.collect(upTo: 64 * 1024))
+            if response.status == .ok, reply.range(of: #""\#(ackID)"\s*:\s*true"#, options: .regularExpression) != nil {
+                return true
             }
+            if response.status == .badRequest, HECReply(reply).code == 14 {
+                logger.error("HEC says acknowledgement is disabled for this token (code 14): turn off -hec-ack; counting the batch as delivered")
+                return true
+            }
+        } catch {
+            try Task.checkCancellation()
+            logFailure("HEC acknowledgement query failed; will ask again", reason: Self.describe(error), failures: 1)
         }
         return false
     }
@@ -335,53 +319,5 @@ public final class HECSink: EventSink {
         if let error = error as? NIOSSLError { return "TLS: \(error)" }
         if error is NIOSSLExtraError { return "TLS: \(error)" }
         return "\(error)"
-    }
-
-    /// Waits `delay`, unless the shutdown bound runs out first.
-    private func pause(_ delay: Duration, abandon: EventLoopFuture<Void>) async throws {
-        try await race(abandon) { try await Task.sleep(for: delay) }
-    }
-}
-
-/// Runs `operation`, or throws `SinkError.deadlineExceeded` as soon as `abandon` completes
-/// (and cancels the operation).
-func race<T: Sendable>(_ abandon: EventLoopFuture<Void>, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await operation() }
-        group.addTask {
-            try await AbandonWaiter(abandon).wait()
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else { throw SinkError.deadlineExceeded }
-        return value
-    }
-}
-
-/// Waits for a future, but returns (throwing CancellationError) as soon as the task is cancelled.
-struct AbandonWaiter: Sendable {
-    let future: EventLoopFuture<Void>
-
-    init(_ future: EventLoopFuture<Void>) { self.future = future }
-
-    private final class Once: Sendable {
-        let continuation = Locked<CheckedContinuation<Void, any Error>?>(nil)
-        func resume(throwing error: (any Error)? = nil) {
-            guard let waiting = continuation.withLock({ $0.take() }) else { return }
-            if let error { waiting.resume(throwing: error) } else { waiting.resume() }
-        }
-    }
-
-    func wait() async throws {
-        let once = Once()
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                once.continuation.withLock { $0 = continuation }
-                if Task.isCancelled { once.resume(throwing: CancellationError()) }
-                future.whenComplete { _ in once.resume() }
-            }
-        } onCancel: {
-            once.resume(throwing: CancellationError())
-        }
     }
 }

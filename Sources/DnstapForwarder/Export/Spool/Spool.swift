@@ -7,221 +7,308 @@ import Glibc
 
 public enum SpoolError: Error, CustomStringConvertible {
     case io(String, Int32)
+    case corrupt(String)
 
     public var description: String {
         switch self {
         case .io(let what, let code): return "spool: \(what): \(String(cString: strerror(code)))"
+        case .corrupt(let what): return "spool: \(what)"
         }
     }
 }
 
 /// An append-only, segmented spool of batches on disk, with a checkpoint of what was delivered.
 ///
-/// `append` writes a batch (waiting while the spool is at its byte bound), `next` hands batches to
-/// the one drainer in order, `commit` records a batch as delivered and deletes segments that hold
-/// only delivered batches. At start, batches after the checkpoint are loaded again, and a torn
-/// record at a segment's end (a crash mid-write) is cut off.
+/// In memory it keeps only `SpoolIndex`; a batch is read back from its segment when the drainer
+/// sends it. `append` writes a batch (waiting while the spool is at its byte bound), `next` hands
+/// batches to the one drainer in order, `commit` records a batch as delivered and deletes
+/// segments that hold only delivered batches. At start the index is rebuilt from the segments'
+/// record headers, and a torn record at a segment's end (a crash mid-write) is cut off.
+///
+/// File I/O runs on two worker threads of its own (appends and syncs on one, reads, checkpoints
+/// and deletions on the other), never under the index's lock. Segments are fsynced as
+/// `fsyncInterval` says: zero syncs every batch before it counts as accepted; otherwise `sync()`
+/// (called that often by the spooling sink) syncs what was written since the last one.
 final class Spool: Sendable {
-    struct Pending: Sendable {
-        var seq: UInt64
-        var segment: UInt64
-        var bytes: Int
-        var events: [ForwardedEvent]?
+    private struct State {
+        var index: SpoolIndex
+        var appenders = Waiters<Void>()
+        var drainer = Waiters<Void>()
+        var drained = Waiters<Void>()
+        var appenderIDs: [UInt64] = []
+        var drainerID: UInt64?
+        var drainedIDs: [UInt64] = []
     }
 
-    private struct State {
-        var pending: [Pending] = []
-        var handed = 0
-        var nextSeq: UInt64 = 1
-        var committed: UInt64 = 0
-        var segmentBytes: [UInt64: Int] = [:]
-        var current: (id: UInt64, fd: CInt, size: Int)?
-        var totalBytes = 0
-        var closed = false
-        var drainer: CheckedContinuation<Void, Never>?
-        var appenders: [CheckedContinuation<Void, Never>] = []
-        var checkpointFD: CInt = -1
+    /// The file descriptors: the writer's segment, the reader's segment, the checkpoint.
+    private struct Files {
+        var writing: (segment: UInt64, fd: CInt)?
+        var reading: (segment: UInt64, fd: CInt)?
+        var checkpoint: CInt = -1
+        var dirty = false
+        var checkpointDirty = false
     }
 
     let directory: String
     let maxBytes: Int
-    let segmentLimit: Int
+    let fsyncInterval: Duration
     private let state: Locked<State>
+    private let files: Locked<Files>
+    private let writer: BlockingWorker
+    private let reader: BlockingWorker
+    private let logger: Logger
 
-    init(directory: String, maxBytes: Int, segmentLimit: Int = 16 << 20, logger: Logger) throws {
+    init(directory: String, maxBytes: Int, segmentLimit: Int = 16 << 20, fsyncInterval: Duration = .seconds(1), logger: Logger) throws {
         self.directory = directory
         self.maxBytes = maxBytes
-        self.segmentLimit = min(segmentLimit, max(maxBytes / 4, 4096))
+        self.fsyncInterval = fsyncInterval
+        self.logger = logger
         mkdir(directory, 0o750)
-        var initial = State()
-        initial.checkpointFD = open(directory + "/checkpoint", O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
-        guard initial.checkpointFD >= 0 else { throw SpoolError.io("cannot open \(directory)/checkpoint", errno) }
-        initial.committed = Self.readCheckpoint(initial.checkpointFD)
-        for segment in try Self.segments(in: directory) {
+        var files = Files()
+        files.checkpoint = open(directory + "/checkpoint", O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        guard files.checkpoint >= 0 else { throw SpoolError.io("cannot open \(directory)/checkpoint", errno) }
+        var index = SpoolIndex(
+            maxBytes: maxBytes, segmentLimit: min(segmentLimit, max(maxBytes / 4, 4096)), committed: Self.readCheckpoint(files.checkpoint))
+        let segments = try Self.segments(in: directory)
+        for segment in segments {
             let path = Self.path(directory, segment)
-            var contents = try Self.read(path)
-            var kept = 0
-            while let record = SpoolRecord.decode(&contents) {
-                let size = contents.readerIndex - kept
-                kept = contents.readerIndex
-                initial.nextSeq = max(initial.nextSeq, record.seq + 1)
-                if record.seq > initial.committed {
-                    initial.pending.append(Pending(seq: record.seq, segment: segment, bytes: size, events: record.events))
-                    initial.segmentBytes[segment, default: 0] += size
-                    initial.totalBytes += size
-                }
+            let kept = try Self.scan(path) { seq, offset, length, count in
+                index.recovered(.init(seq: seq, segment: segment, offset: offset, length: length, count: count))
             }
-            if contents.readableBytes > 0 {
-                logger.warning("spool: cut a torn record at the end of a segment (a crash mid-write)", metadata: ["segment": "\(path)", "bytes": "\(contents.readableBytes)"])
-                truncate(path, off_t(kept))
+            if let torn = kept.torn {
+                logger.warning(
+                    "spool: cut a torn record at the end of a segment (a crash mid-write)",
+                    metadata: ["segment": "\(path)", "bytes": "\(torn)"])
+                truncate(path, off_t(kept.validBytes))
             }
-            if initial.segmentBytes[segment] == nil { unlink(path) }
         }
-        initial.pending.sort { $0.seq < $1.seq }
-        let replayBatches = initial.pending.count
-        let replayEvents = Self.eventCount(initial.pending)
-        state = Locked(initial)
-        if replayBatches > 0 {
+        for segment in index.deliveredSegments(among: segments) { unlink(Self.path(directory, segment)) }
+        state = Locked(State(index: index))
+        self.files = Locked(files)
+        writer = BlockingWorker()
+        reader = BlockingWorker()
+        if !index.isEmpty {
             logger.info(
                 "spool: replaying batches left from an earlier run",
-                metadata: ["batches": "\(replayBatches)", "events": "\(replayEvents)", "directory": "\(directory)"])
+                metadata: ["batches": "\(index.pendingBatches)", "events": "\(index.totalEvents)", "directory": "\(directory)"])
         }
     }
 
     deinit {
-        state.withLock { state in
-            if let current = state.current { Glibc.close(current.fd) }
-            Glibc.close(state.checkpointFD)
+        files.withLock { files in
+            for fd in [files.writing?.fd, files.reading?.fd, files.checkpoint].compactMap({ $0 }) where fd >= 0 { Glibc.close(fd) }
         }
     }
 
-    var pendingEvents: Int { state.withLock { Self.eventCount($0.pending) } }
+    var pendingEvents: Int { state.withLock { $0.index.totalEvents } }
+    var bytes: Int { state.withLock { $0.index.totalBytes } }
+    var isFull: Bool { state.withLock { $0.index.isFull } }
 
-    static func eventCount(_ pending: [Pending]) -> Int {
-        var total = 0
-        for entry in pending { total += entry.events?.count ?? 0 }
-        return total
-    }
-    var bytes: Int { state.withLock { $0.totalBytes } }
-    /// At its bound: appends wait.
-    var isFull: Bool { state.withLock { !$0.pending.isEmpty && $0.totalBytes >= maxBytes } }
+    // MARK: - Appending
 
-    /// Writes a batch; waits while the spool is at its bound. Throws if it cannot write.
+    /// Writes a batch; waits while the spool is at its bound. Throws if it cannot write, or
+    /// `CancellationError` if cancelled first (then nothing was accepted).
     func append(_ events: [ForwardedEvent]) async throws {
+        var record: ByteBuffer?
         while true {
-            let full: Bool = state.withLock { state -> Bool in
-                if state.closed || state.pending.isEmpty { return false }
-                return state.totalBytes >= maxBytes
-            }
-            if !full { break }
-            await withCheckedContinuation { continuation in
-                let wait: Bool = state.withLock { state -> Bool in
-                    if state.closed || state.pending.isEmpty { return false }
-                    if state.totalBytes < maxBytes { return false }
-                    state.appenders.append(continuation)
-                    return true
-                }
-                if !wait { continuation.resume() }
-            }
-        }
-        let drainer = try state.withLock { state -> CheckedContinuation<Void, Never>? in
-            let seq = state.nextSeq
-            let record = SpoolRecord.encode(seq: seq, events: events)
-            var rotate = true
-            if let current = state.current {
-                let after: Int = current.size + record.readableBytes
-                rotate = after > segmentLimit
-                if rotate { Glibc.close(current.fd) }
-            }
-            if rotate {
-                let path = Self.path(directory, seq)
-                let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
-                guard fd >= 0 else { throw SpoolError.io("cannot create \(path)", errno) }
-                state.current = (seq, fd, 0)
-            }
-            try record.withUnsafeReadableBytes { try JSONLinesSink.writeAll(state.current!.fd, $0) }
-            state.current!.size += record.readableBytes
-            state.nextSeq += 1
-            let segment = state.current!.id
-            state.pending.append(Pending(seq: seq, segment: segment, bytes: record.readableBytes, events: events))
-            state.segmentBytes[segment, default: 0] += record.readableBytes
-            state.totalBytes += record.readableBytes
-            defer { state.drainer = nil }
-            return state.drainer
-        }
-        drainer?.resume()
-    }
-
-    /// The next batch to send, in order; nil once closed and everything handed out.
-    func next() async -> (seq: UInt64, events: [ForwardedEvent])? {
-        while true {
-            enum Step { case batch(UInt64, [ForwardedEvent]), finished, wait }
-            let step = state.withLock { state -> Step in
-                if state.handed < state.pending.count {
-                    let entry = state.pending[state.handed]
-                    state.handed += 1
-                    return .batch(entry.seq, entry.events ?? [])
-                }
-                return state.closed ? .finished : .wait
-            }
-            switch step {
-            case .batch(let seq, let events): return (seq, events)
-            case .finished: return nil
+            try Task.checkCancellation()
+            let size = record?.readableBytes ?? SpoolRecord.size(of: events)
+            let plan = state.withLock { $0.index.planAppend(recordBytes: size) }
+            switch plan {
+            case .closed:
+                throw SpoolError.corrupt("the spool is closed")
             case .wait:
-                await withCheckedContinuation { continuation in
-                    let resume = state.withLock { state -> Bool in
-                        if state.handed < state.pending.count || state.closed { return true }
-                        state.drainer = continuation
-                        return false
-                    }
-                    if resume { continuation.resume() }
+                await state.wait(in: \.appenders, onCancel: ()) { state, id in
+                    guard state.index.isFull, !state.index.closed else { return () }
+                    state.appenderIDs.append(id)
+                    return nil
                 }
+                continue
+            case .write(let seq, let segment, let offset, let newSegment, let retire):
+                let bytes = SpoolRecord.encode(seq: seq, events: events)
+                record = bytes
+                do {
+                    try await writer.run { [self] in
+                        try write(bytes, segment: segment, offset: offset, newSegment: newSegment, retire: retire)
+                    }
+                } catch {
+                    state.withLock { $0.index.appendFailed(segment: segment, offset: offset) }
+                    throw error
+                }
+                let drainer = state.withLock { state in
+                    state.index.appended(.init(seq: seq, segment: segment, offset: offset, length: bytes.readableBytes, count: events.count))
+                    return state.drainerID.flatMap { id in
+                        state.drainerID = nil
+                        return state.drainer.take(id)
+                    }
+                }
+                drainer?.resume()
+                return
             }
         }
     }
 
-    /// Puts the last handed batch back, to be handed out again (a send that was abandoned).
-    func giveBack() { state.withLock { $0.handed = max(0, $0.handed - 1) } }
+    /// On the writer's thread.
+    private func write(_ record: ByteBuffer, segment: UInt64, offset: Int, newSegment: Bool, retire: UInt64?) throws {
+        try files.withLock { files in
+            if newSegment {
+                if let old = files.writing {
+                    fsync(old.fd)
+                    Glibc.close(old.fd)
+                    files.writing = nil
+                }
+                if let retire { unlink(Self.path(directory, retire)) }
+                let path = Self.path(directory, segment)
+                let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+                guard fd >= 0 else { throw SpoolError.io("cannot create \(path)", errno) }
+                files.writing = (segment, fd)
+                Self.syncDirectory(directory)
+            }
+            guard let fd = files.writing?.fd else { throw SpoolError.corrupt("no segment open for writing") }
+            do {
+                try record.withUnsafeReadableBytes { bytes in
+                    var done = 0
+                    while done < bytes.count {
+                        let wrote = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+                        if wrote < 0 {
+                            if errno == EINTR { continue }
+                            throw SpoolError.io("cannot write \(Self.path(directory, segment))", errno)
+                        }
+                        done += wrote
+                    }
+                }
+            } catch {
+                _ = ftruncate(fd, off_t(offset))
+                throw error
+            }
+            if fsyncInterval == .zero { fsync(fd) } else { files.dirty = true }
+        }
+    }
+
+    /// Syncs what was written since the last sync (segments, then the checkpoint).
+    func sync() async throws {
+        try await writer.run { [files] in
+            files.withLock { files in
+                if files.dirty, let fd = files.writing?.fd { fsync(fd) }
+                files.dirty = false
+                if files.checkpointDirty { fsync(files.checkpoint) }
+                files.checkpointDirty = false
+            }
+        }
+    }
+
+    // MARK: - Draining
+
+    /// The next batch to send, in order; nil once closed with everything handed out, or once the
+    /// task is cancelled.
+    func next() async -> SpoolIndex.Entry? {
+        while !Task.isCancelled {
+            if let entry = state.withLock({ $0.index.nextToSend() }) { return entry }
+            if state.withLock({ $0.index.closed }) { return nil }
+            await state.wait(in: \.drainer, onCancel: ()) { state, id in
+                if state.index.closed || state.index.handed < state.index.pendingBatches { return () }
+                state.drainerID = id
+                return nil
+            }
+        }
+        return nil
+    }
+
+    /// Reads a handed-out batch back from its segment.
+    func read(_ entry: SpoolIndex.Entry) async throws -> [ForwardedEvent] {
+        try await reader.run { [self] in
+            try files.withLock { files in
+                if files.reading?.segment != entry.segment {
+                    if let old = files.reading { Glibc.close(old.fd) }
+                    files.reading = nil
+                    let path = Self.path(directory, entry.segment)
+                    let fd = open(path, O_RDONLY | O_CLOEXEC)
+                    guard fd >= 0 else { throw SpoolError.io("cannot read \(path)", errno) }
+                    files.reading = (entry.segment, fd)
+                }
+                var buffer = ByteBufferAllocator().buffer(capacity: entry.length)
+                let got = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: entry.length) { raw in
+                    var done = 0
+                    while done < entry.length {
+                        let count = pread(files.reading!.fd, raw.baseAddress! + done, entry.length - done, off_t(entry.offset + done))
+                        if count < 0 && errno == EINTR { continue }
+                        if count < 0 { throw SpoolError.io("cannot read segment \(entry.segment)", errno) }
+                        if count == 0 { break }
+                        done += count
+                    }
+                    return done
+                }
+                guard got == entry.length, let record = SpoolRecord.decode(&buffer), record.seq == entry.seq else {
+                    throw SpoolError.corrupt("batch \(entry.seq) in segment \(entry.segment) does not read back whole")
+                }
+                return record.events
+            }
+        }
+    }
+
+    /// Puts the last handed batch back, to be handed out again (a send cut off by the bound).
+    func giveBack() { state.withLock { $0.index.giveBack() } }
 
     /// Records `seq` (the oldest handed batch) as delivered; frees whole delivered segments.
-    func commit(_ seq: UInt64) {
-        let appenders = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            guard let first = state.pending.first, first.seq == seq else { return [] }
-            state.pending.removeFirst()
-            state.handed -= 1
-            state.committed = seq
-            Self.writeWord(state.checkpointFD, seq)
-            state.totalBytes -= first.bytes
-            state.segmentBytes[first.segment, default: 0] -= first.bytes
-            let left: Int = state.segmentBytes[first.segment] ?? 0
-            if left <= 0 {
-                state.segmentBytes.removeValue(forKey: first.segment)
-                if state.current?.id == first.segment {
-                    Glibc.close(state.current!.fd)
-                    state.current = nil
-                }
-                unlink(Self.path(directory, first.segment))
-                // The checkpoint only needs its last word: start it afresh when the spool is empty.
-                if state.pending.isEmpty {
-                    ftruncate(state.checkpointFD, 0)
-                    Self.writeWord(state.checkpointFD, seq)
-                }
-            }
-            defer { state.appenders.removeAll() }
-            return state.appenders
+    func commit(_ seq: UInt64) async throws {
+        let (retire, appenders, drained) = state.withLock { state in
+            let retire = state.index.commit(seq)
+            let appenders = state.appenderIDs.compactMap { state.appenders.take($0) }
+            state.appenderIDs = []
+            let drained = state.index.isDrained ? state.drainedIDs.compactMap { state.drained.take($0) } : []
+            if state.index.isDrained { state.drainedIDs = [] }
+            return (retire, appenders, drained)
         }
         for appender in appenders { appender.resume() }
+        for waiter in drained { waiter.resume() }
+        let sync = fsyncInterval == .zero
+        try await reader.run { [self] in
+            files.withLock { files in
+                Self.writeWord(files.checkpoint, seq)
+                if sync { fsync(files.checkpoint) } else { files.checkpointDirty = true }
+                if let retire {
+                    if files.reading?.segment == retire {
+                        Glibc.close(files.reading!.fd)
+                        files.reading = nil
+                    }
+                    unlink(Self.path(directory, retire))
+                    // The checkpoint only needs its last word: start it afresh now and then.
+                    ftruncate(files.checkpoint, 0)
+                    Self.writeWord(files.checkpoint, seq)
+                }
+            }
+        }
     }
 
     /// No more appends; `next` returns nil once everything was handed out.
     func close() {
-        let (drainer, appenders) = state.withLock { state -> (CheckedContinuation<Void, Never>?, [CheckedContinuation<Void, Never>]) in
-            state.closed = true
-            defer { state.drainer = nil; state.appenders.removeAll() }
-            return (state.drainer, state.appenders)
+        let (appenders, drainer, drained) = state.withLock { state in
+            state.index.close()
+            let appenders = state.appenderIDs.compactMap { state.appenders.take($0) }
+            let drainer = state.drainerID.flatMap { state.drainer.take($0) }
+            state.appenderIDs = []
+            state.drainerID = nil
+            let drained = state.index.isDrained ? state.drainedIDs.compactMap { state.drained.take($0) } : []
+            if state.index.isDrained { state.drainedIDs = [] }
+            return (appenders, drainer, drained)
         }
-        drainer?.resume()
         for appender in appenders { appender.resume() }
+        drainer?.resume()
+        for waiter in drained { waiter.resume() }
+    }
+
+    /// Returns once the spool is closed and every batch in it was delivered, or when cancelled.
+    func waitUntilDrained() async {
+        await state.wait(in: \.drained, onCancel: ()) { state, id in
+            if state.index.isDrained { return () }
+            state.drainedIDs.append(id)
+            return nil
+        }
+    }
+
+    func shutdown() {
+        writer.shutdown()
+        reader.shutdown()
     }
 
     // MARK: - Files
@@ -237,14 +324,7 @@ final class Spool: Sendable {
         defer { closedir(handle) }
         var found: [UInt64] = []
         while let entry = readdir(handle) {
-            var nameBytes: [UInt8] = []
-            withUnsafeBytes(of: entry.pointee.d_name) { (raw: UnsafeRawBufferPointer) in
-                for byte in raw {
-                    if byte == 0 { break }
-                    nameBytes.append(byte)
-                }
-            }
-            let name = String(decoding: nameBytes, as: UTF8.self)
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             if name.hasPrefix("segment-"), name.hasSuffix(".spool"), let id = UInt64(name.dropFirst(8).dropLast(6)) {
                 found.append(id)
             }
@@ -252,19 +332,28 @@ final class Spool: Sendable {
         return found.sorted()
     }
 
-    static func read(_ path: String) throws -> ByteBuffer {
+    /// Reads a segment's records one by one (headers, and the payloads only to check them), calling
+    /// `found` for each whole one. Returns how many bytes are whole, and how many follow them torn.
+    static func scan(_ path: String, _ found: (_ seq: UInt64, _ offset: Int, _ length: Int, _ count: Int) -> Void) throws -> (validBytes: Int, torn: Int?) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SpoolError.io("cannot read \(path)", errno) }
         defer { Glibc.close(fd) }
-        var buffer = ByteBuffer()
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let count: Int = chunk.withUnsafeMutableBytes { (raw: UnsafeMutableRawBufferPointer) -> Int in Glibc.read(fd, raw.baseAddress, raw.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { break }
-            buffer.writeBytes(chunk[0..<count])
+        var info = stat()
+        fstat(fd, &info)
+        let size = Int(info.st_size)
+        var offset = 0
+        while offset < size, let record = SpoolRecord.check(fd: fd, at: offset, fileSize: size) {
+            found(record.seq, offset, record.length, record.count)
+            offset += record.length
         }
-        return buffer
+        return (offset, offset < size ? size - offset : nil)
+    }
+
+    static func syncDirectory(_ directory: String) {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        fsync(fd)
+        Glibc.close(fd)
     }
 
     static func writeWord(_ fd: CInt, _ value: UInt64) {
@@ -276,8 +365,7 @@ final class Spool: Sendable {
         var info = stat()
         guard fstat(fd, &info) == 0, info.st_size >= 8 else { return 0 }
         var word: UInt64 = 0
-        let words: Int = Int(info.st_size) / 8
-        let offset: Int = (words - 1) * 8
+        let offset = (Int(info.st_size) / 8 - 1) * 8
         withUnsafeMutableBytes(of: &word) { (raw: UnsafeMutableRawBufferPointer) in _ = pread(fd, raw.baseAddress, 8, off_t(offset)) }
         return UInt64(bigEndian: word)
     }

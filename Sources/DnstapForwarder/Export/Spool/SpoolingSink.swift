@@ -9,19 +9,15 @@ public final class SpoolingSink: EventSink {
     let spool: Spool
     private let downstream: any EventSink
     private let statistics: ForwarderStatistics
-    private let shutdown: ShutdownCoordinator
     private let logger: Logger
 
-    init(spool: Spool, downstream: any EventSink, statistics: ForwarderStatistics, shutdown: ShutdownCoordinator, logger: Logger) {
+    init(spool: Spool, downstream: any EventSink, statistics: ForwarderStatistics, logger: Logger) {
         self.spool = spool
         self.downstream = downstream
         self.statistics = statistics
-        self.shutdown = shutdown
         self.logger = logger
         statistics.setSpoolPending { [spool] in spool.pendingEvents }
     }
-
-    public func start() async { await downstream.start() }
 
     /// The spool takes events while HEC is away, so only a full spool makes this output not ready.
     public var readiness: OutputReadiness {
@@ -29,37 +25,74 @@ public final class SpoolingSink: EventSink {
         return .ready
     }
 
-    public func write(_ events: [ForwardedEvent], abandon: EventLoopFuture<Void>) async throws -> SinkResult {
-        try await race(abandon) { try await self.spool.append(events) }
+    public func write(_ events: [ForwardedEvent]) async throws -> SinkResult {
+        try await spool.append(events)
         statistics.spooled(events.count)
         logger.debug("batch written to the spool", metadata: ["events": "\(events.count)", "spooled_total": "\(statistics.spooledTotal)"])
         return SinkResult(delivered: 0, accepted: events.count)
     }
 
-    /// The drainer: sends spooled batches downstream until the spool is closed and empty, or the
-    /// shutdown bound runs out (what is left stays on disk for the next start).
+    /// HEC's own work (its probe), the drainer, and the periodic sync, until cancelled.
     public func run() async {
-        while let (seq, events) = await spool.next() {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.downstream.run() }
+            group.addTask { await self.drain() }
+            if spool.fsyncInterval > .zero {
+                group.addTask { await self.syncPeriodically() }
+            }
+        }
+    }
+
+    /// Sends spooled batches downstream until the spool is closed and empty, or the task is
+    /// cancelled (the shutdown bound: what is left stays on disk for the next start).
+    private func drain() async {
+        while let entry = await spool.next() {
             do {
-                let result = try await downstream.write(events, abandon: shutdown.deadlinePassed)
+                let events = try await spool.read(entry)
+                let result = try await downstream.write(events)
                 statistics.delivered(result.delivered)
                 for (reason, count) in result.dropped { statistics.dropped(count, reason: reason) }
-                spool.commit(seq)
-            } catch SinkError.deadlineExceeded {
+            } catch where Task.isCancelled {
                 spool.giveBack()
                 logger.warning(
                     "shutdown bound reached: undelivered events stay in the spool for the next start",
                     metadata: ["events": "\(spool.pendingEvents)", "directory": "\(spool.directory)"])
                 return
             } catch {
-                statistics.dropped(events.count, reason: .outputError)
-                logger.error("output failed; spooled batch dropped", metadata: ["error": "\(error)", "events": "\(events.count)"])
-                spool.commit(seq)
+                statistics.dropped(entry.count, reason: .outputError)
+                logger.error("output failed; spooled batch dropped", metadata: ["error": "\(error)", "events": "\(entry.count)"])
+            }
+            do {
+                try await spool.commit(entry.seq)
+            } catch {
+                // Cancelled while checkpointing: the batch may be sent again at the next start.
+                return
             }
         }
     }
 
-    public func finish() { spool.close() }
+    private func syncPeriodically() async {
+        while (try? await Task.sleep(for: spool.fsyncInterval)) != nil {
+            do {
+                try await spool.sync()
+            } catch where !Task.isCancelled {
+                logger.error("spool: sync failed", metadata: ["error": "\(error)"])
+            } catch {
+                return
+            }
+        }
+    }
 
-    public func shutdown() async { await downstream.shutdown() }
+    /// Every spooled batch delivered (the spool synced), or cancelled by the shutdown bound.
+    public func flush() async throws {
+        spool.close()
+        await spool.waitUntilDrained()
+        try Task.checkCancellation()
+        try await spool.sync()
+    }
+
+    public func shutdown() async {
+        spool.shutdown()
+        await downstream.shutdown()
+    }
 }
