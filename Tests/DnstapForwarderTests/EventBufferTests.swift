@@ -79,6 +79,21 @@ struct EventBufferTests {
         buffer.close()
         #expect(await batch == nil)
     }
+
+    @Test("a waiting consumer and a producer waiting for room both return when their task is cancelled")
+    func cancellation() async {
+        let buffer = EventBuffer(capacity: 5, timerLoop: MultiThreadedEventLoopGroup.singleton.next())
+        let consumer = Task { await buffer.nextBatch(maxCount: 10, flushInterval: .hours(1)) }
+        consumer.cancel()
+        #expect(await consumer.value == nil, "the consumer's wait ends on cancellation, the buffer still open")
+        #expect(await buffer.append(events(5)) == 0)
+        let producer = Task { await buffer.append(self.events(3, from: 5)) }
+        // Synchronise on the producer having found the buffer full: it is parked then, or it
+        // saw the cancellation first; either way it must return the 3 it could not place.
+        producer.cancel()
+        #expect(await producer.value == 3)
+        #expect(buffer.fill == 5)
+    }
 }
 
 @Suite("rate-limited log")

@@ -190,6 +190,37 @@ struct ShutdownBoundTests {
         #expect(summary.exitStatus == 3, "\(summary.failure ?? "")")
     }
 
+    @Test("the bound runs on the shutdown clock: a blocked output is cut off only when it passes, and every event is counted")
+    func manualClock() async throws {
+        let clock = ManualClock()
+        let sink = InMemorySink()
+        sink.hold()
+        let application = Locked<ForwarderApplication?>(nil)
+        let (_, summary) = try await withForwarder(
+            { $0.shutdownTimeout = .seconds(30); $0.batchSize = 10 }, sink: sink, clock: clock,
+            whileStopping: {
+                // The exporter waits out the bound on the clock; until it passes nothing is cut off.
+                await clock.waitForSleepers(1)
+                #expect(application.withLock { $0 }?.statistics.droppedTotal == 0)
+                #expect(sink.count == 0)
+                clock.advance(by: .seconds(29))
+                #expect(application.withLock { $0 }?.statistics.droppedTotal == 0, "29 s: still within the bound")
+                clock.advance(by: .seconds(1))
+            }
+        ) { forwarder in
+            application.withLock { $0 = forwarder.application }
+            let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            #expect(try await client.handshake() == .accept)
+            try await client.sendData(DnstapBuilder.pairs(50, prefix: "m", suffix: ".test").payloads)
+            #expect(try await client.stop() == .finish)
+            try await within(30, "the output to be called") { await sink.waitUntilWriteStarted() }
+            return ()
+        }
+        #expect(sink.count == 0)
+        #expect(summary.undelivered == 50, "the batch cut off and the queued events are all counted")
+        #expect(summary.exitStatus == 3)
+    }
+
     @Test("a failing output: batches are dropped, counted and the exit status says so")
     func failingOutput() async throws {
         let sink = InMemorySink()

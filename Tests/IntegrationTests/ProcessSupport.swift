@@ -20,19 +20,24 @@ final class WatchedProcess: Sendable {
     /// Standard output's line count, when it is kept apart from standard error.
     let standardOutput: LineCounter?
 
-    init(_ executable: String, _ arguments: [String], separateStandardOutput: Bool = false) throws {
+    /// - Parameter standardOutput: where standard output goes instead (a pipe nobody reads, to
+    ///   stall the process's output); otherwise it is watched with standard error, or counted.
+    init(_ executable: String, _ arguments: [String], separateStandardOutput: Bool = false, standardOutput: Pipe? = nil) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         let pipe = Pipe()
         process.standardError = pipe
-        if separateStandardOutput {
+        if let standardOutput {
+            process.standardOutput = standardOutput
+            self.standardOutput = nil
+        } else if separateStandardOutput {
             let counter = LineCounter()
             process.standardOutput = counter.pipe
-            standardOutput = counter
+            self.standardOutput = counter
         } else {
             process.standardOutput = pipe
-            standardOutput = nil
+            self.standardOutput = nil
         }
         self.process = process
         pipe.fileHandleForReading.readabilityHandler = { [box] handle in

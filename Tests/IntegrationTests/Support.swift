@@ -35,6 +35,8 @@ func withForwarder<Result: Sendable>(
     _ configure: (inout ForwarderConfiguration) -> Void = { _ in },
     sink: InMemorySink? = InMemorySink(),
     logger: Logger? = nil,
+    clock: any Clock<Duration> = ContinuousClock(),
+    whileStopping: (@Sendable () async -> Void)? = nil,
     _ body: (RunningForwarder) async throws -> Result
 ) async throws -> (Result, RunSummary) {
     let directory = try TemporaryDirectory()
@@ -46,7 +48,7 @@ func withForwarder<Result: Sendable>(
     configure(&configuration)
     var quiet = Logger(label: "test")
     quiet.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .debug
-    let application = try ForwarderApplication(configuration: configuration, sink: sink, signals: [], logger: logger ?? quiet)
+    let application = try ForwarderApplication(configuration: configuration, sink: sink, signals: [], clock: clock, logger: logger ?? quiet)
     return try await withThrowingTaskGroup(of: RunSummary?.self) { group in
         group.addTask { try await application.run() }
         let addresses = try await application.listener.boundAddresses()
@@ -60,6 +62,7 @@ func withForwarder<Result: Sendable>(
             throw error
         }
         await application.triggerGracefulShutdown()
+        await whileStopping?()
         let summary = try await group.next()!!
         return (result, summary)
     }

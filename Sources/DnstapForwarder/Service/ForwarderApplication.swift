@@ -27,10 +27,11 @@ public final class ForwarderApplication: Sendable {
     /// - Parameters:
     ///   - sink: where events go; nil builds the one `configuration.outputType` names.
     ///   - signals: the signals that start a graceful shutdown (none in tests).
+    ///   - clock: the clock the shutdown bound runs on (a manual one in tests).
     public init(
         configuration: ForwarderConfiguration, sink: (any EventSink)? = nil,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        signals: [UnixSignal] = [.sigterm, .sigint], logger: Logger
+        signals: [UnixSignal] = [.sigterm, .sigint], clock: any Clock<Duration> = ContinuousClock(), logger: Logger
     ) throws {
         self.configuration = configuration
         self.logger = logger
@@ -38,7 +39,7 @@ public final class ForwarderApplication: Sendable {
         statistics = ForwarderStatistics(metricsFactory: metrics.metricsFactory)
         resolutionMap = ResolutionMap(settings: configuration.resolutionMap, metricsFactory: metrics.metricsFactory)
         activity = ConnectionActivityTracker(settings: configuration.activity)
-        shutdown = ShutdownCoordinator(timeout: configuration.shutdownTimeout)
+        shutdown = ShutdownCoordinator(timeout: configuration.shutdownTimeout, clock: clock)
         let sink = try sink ?? Self.makeSink(configuration, eventLoopGroup: eventLoopGroup, statistics: statistics, logger: logger)
         self.sink = sink
         registry = ConnectionRegistry(maxConnections: configuration.maxConnections, activity: activity)
