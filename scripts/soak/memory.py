@@ -127,7 +127,7 @@ def main():
 
     warm = [(f, r) for f, r in samples if f >= total / 5]
     print("%s: %d messages (%d x %d) in %.1f s, %.0f msgs/s; exit %d" % (args.output, taken, repeats, per_file, seconds, taken / seconds, status))
-    step = max(1, len(samples) // 12)
+    step = max(1, len(samples) // int(os.environ.get("MEMORY_SAMPLES_SHOWN", "12")))
     print("  frames / RSS MiB: " + ", ".join("%.1fM %.1f" % (f / 1e6, r) for f, r in samples[::step] + samples[-1:]))
     failed = []
     if taken != total:
@@ -137,7 +137,9 @@ def main():
     if len(warm) < 4:
         failed.append("too few samples after warm-up (%d)" % len(warm))
     else:
-        baseline = warm[0][1]
+        # The baseline is the median of the first samples after warm-up (one sample can catch a
+        # request or a write in flight); the peak is the highest sample after it.
+        baseline = sorted(r for _, r in warm[:5])[len(warm[:5]) // 2]
         peak = max(r for _, r in warm)
         growth = peak - baseline
         # Least-squares slope of RSS against frames after warm-up, in MiB per million messages.

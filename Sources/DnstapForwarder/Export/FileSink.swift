@@ -49,6 +49,7 @@ public final class FileSink: EventSink {
     private let failing = Atomic<Bool>(false)
     private let failureLog = Locked(RateLimitedLog(interval: .seconds(10)))
     private let processID = getpid()
+    private let scratch = LineScratch()
 
     private struct FileState {
         var fd: CInt = -1
@@ -72,11 +73,15 @@ public final class FileSink: EventSink {
     }
 
     public func write(_ events: [ForwardedEvent]) async throws -> SinkResult {
-        let lines = render(events)
         var failures = 0
         while true {
             do {
-                try await worker.run { [self] in try lines.withUnsafeReadableBytes { try self.append($0) } }
+                try await worker.run { [self] in
+                    try scratch.withLines { lines in
+                        render(events, into: &lines)
+                        try lines.withUnsafeReadableBytes { try append($0) }
+                    }
+                }
                 if failing.exchange(false, ordering: .relaxed) {
                     logger.info("file output writes again", metadata: ["path": "\(settings.path)", "failed_attempts": "\(failures)"])
                 }
@@ -116,12 +121,12 @@ public final class FileSink: EventSink {
 
     // MARK: - Rendering
 
-    private func render(_ events: [ForwardedEvent]) -> ByteBuffer {
-        guard settings.format == .syslog else { return JSONLinesSink.lines(events) }
+    private func render(_ events: [ForwardedEvent], into lines: inout ByteBuffer) {
+        guard settings.format == .syslog else { return JSONLinesSink.appendLines(events, to: &lines) }
         // RFC 5424: <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG.
         // PRI 134 = facility local0 (16) * 8 + severity informational (6).
         let fixed = " \(settings.hostname) dnstap-forwarder \(processID) dnstap - "
-        return JSONLinesSink.lines(events, prefixBytes: 40 + fixed.utf8.count) { event in
+        JSONLinesSink.appendLines(events, to: &lines, prefixBytes: 40 + fixed.utf8.count) { event in
             "<134>1 " + RFC3339.string(micros: event.timeMicros) + fixed
         }
     }

@@ -44,7 +44,14 @@ struct HECEnvelopes: Sendable {
     }
 
     func encode(_ events: ArraySlice<ForwardedEvent>, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
-        var body = allocator.buffer(capacity: events.reduce(0) { $0 + size(of: $1) })
+        var body = allocator.buffer(capacity: 0)
+        encode(events, into: &body)
+        return body
+    }
+
+    /// Appends the envelopes of `events` to `body`.
+    func encode(_ events: ArraySlice<ForwardedEvent>, into body: inout ByteBuffer) {
+        body.reserveCapacity(minimumWritableBytes: events.reduce(0) { $0 + size(of: $1) })
         for event in events {
             body.writeBytes(prefix)
             let seconds = event.timeMicros / 1_000_000
@@ -58,6 +65,5 @@ struct HECEnvelopes: Sendable {
             body.writeImmutableBuffer(event.json)
             body.writeStaticString("}\n")
         }
-        return body
     }
 }

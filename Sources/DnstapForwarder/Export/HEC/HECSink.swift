@@ -29,6 +29,7 @@ public final class HECSink: EventSink {
     private let condition = Locked(Condition())
     private let deadLetters: DeadLetterFile?
     private let policy: HECDeliveryStateMachine.Policy
+    private let plainBodies = Locked<[ByteBuffer]>([])
     /// The indexer-acknowledgement channel of this process (sent on every request when acks are on).
     let channel = UUID().uuidString.lowercased()
 
@@ -144,8 +145,21 @@ public final class HECSink: EventSink {
     /// Sends one body until HEC gives a final answer, as `HECDeliveryStateMachine` directs.
     /// Cancellation (the shutdown bound) ends every wait and request in it.
     private func send(_ part: ArraySlice<ForwardedEvent>) async throws -> HECVerdict {
-        var plain = envelopes.encode(part)
-        let body = settings.gzip ? try plain.compress(with: .gzip(configuration: .init(compressionLevel: Int32(settings.gzipLevel)))) : plain
+        let body: ByteBuffer
+        if settings.gzip {
+            // The uncompressed body is only a step: its buffer is reused from one request to the
+            // next (a fresh megabyte per request made glibc's heap grow in steps).
+            var plain = plainBodies.withLock { $0.popLast() } ?? ByteBuffer()
+            plain.clear()
+            envelopes.encode(part, into: &plain)
+            body = try plain.compress(with: .gzip(configuration: .init(compressionLevel: Int32(settings.gzipLevel))))
+            if plain.capacity <= settings.maxBatchBytes * 2 {
+                plain.clear()
+                plainBodies.withLock { if $0.count < settings.maxInFlight { $0.append(plain) } }
+            }
+        } else {
+            body = envelopes.encode(part)
+        }
         var machine = HECDeliveryStateMachine(policy: policy)
         var action = HECDeliveryStateMachine.Action.post
         while true {
