@@ -111,4 +111,33 @@ struct ConfigurationTests {
             _ = try ForwarderConfiguration.resolve(flags: [.batchSize: "500", .bufferSize: "100"], environment: [:])
         }
     }
+
+    @Test("flags: one dash or two, -flag value or -flag=value, older spellings, a boolean alone means true")
+    func flagSyntax() throws {
+        let given = try Setting.parseFlags([
+            "-max-connections", "200", "--buffer=1000", "-hec-ack", "--hec-gzip", "false", "-hec-persistent-buf",
+            "-socket", "/tmp/a.sock", "-hec-insecure-skip-verify=no", "-idle-timeout", "-1",
+        ])
+        #expect(given[.maxConnections] == "200")
+        #expect(given[.bufferSize] == "1000", "-buffer is the Go forwarder's name")
+        #expect(given[.hecAck] == "true", "a boolean alone means true")
+        #expect(given[.hecGzip] == "false", "a boolean followed by its value")
+        #expect(given[.hecPersistentBuf] == "true", "a boolean before another flag")
+        #expect(given[.unixSocket] == "/tmp/a.sock")
+        #expect(given[.hecInsecureSkipVerify] == "no")
+        #expect(given[.idleTimeout] == "-1", "a value may start with a dash")
+        for bad in [["-no-such-flag", "1"], ["-max-connections"], ["stray"], ["-"]] {
+            #expect(throws: ConfigurationError.self, "\(bad)") { try Setting.parseFlags(bad) }
+        }
+    }
+
+    @Test("every declared default resolves, and each setting's default is what --help and the README say")
+    func defaultsResolve() throws {
+        let config = try ForwarderConfiguration.resolve(flags: [:], environment: [:])
+        #expect(config == (try ForwarderConfiguration.resolve(
+            flags: Dictionary(uniqueKeysWithValues: Setting.allCases.compactMap { s in s.defaultValue.map { (s, $0) } }), environment: [:])))
+        for setting in Setting.allCases {
+            #expect(setting.markdownRow.contains(setting.defaultMarkdown) && setting.helpText.contains(setting.defaultDescription))
+        }
+    }
 }

@@ -19,6 +19,15 @@ struct DocumentationTests {
         }
     }
 
+    @Test("the README's flag table is the one the settings' declarations make (swift run dnstap-forwarder --markdown-flags)")
+    func readmeTableIsGenerated() throws {
+        let readme = try String(contentsOf: Self.root.appendingPathComponent("README.md"), encoding: .utf8)
+        #expect(readme.contains(Setting.markdownTable + "\n"), "regenerate the table:\n\(Setting.markdownTable)")
+        #expect(Set(Setting.allCases.map(\.flag)).count == Setting.allCases.count, "every flag is declared once")
+        let names = Setting.allCases.flatMap { $0.environmentNames + $0.legacyFlags + [$0.flag] }
+        #expect(Set(names).count == names.count, "no two settings share a flag or a variable")
+    }
+
     @Test("every env var is in config/dnstap-forwarder.env", arguments: Setting.allCases)
     func envFile(setting: Setting) throws {
         let env = try String(contentsOf: Self.root.appendingPathComponent("config/dnstap-forwarder.env"), encoding: .utf8)
