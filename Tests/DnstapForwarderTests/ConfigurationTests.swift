@@ -8,7 +8,7 @@ struct ConfigurationTests {
     func defaults() throws {
         let config = try ForwarderConfiguration.resolve(flags: [:], environment: [:])
         #expect(config.listenAddresses == [.unix(path: "/tmp/dnstap.sock")])
-        #expect(config.outputType == .stdout)
+        #expect(config.output == .stdout)
         #expect(config.bufferSize == 10_000)
         #expect(config.maxConnections == 500)
         #expect(config.maxConnectionsIsAuto)
@@ -56,8 +56,7 @@ struct ConfigurationTests {
         #expect(config.maxConnections == 200)
         #expect(config.bufferSize == 1000)
         #expect(config.flushInterval == .seconds(1))
-        #expect(config.outputType == .hec)
-        #expect(config.hecToken == "your-token")
+        #expect(config.output == .hec(try HECEndpoint("https://splunk.example.com:8088/services/collector"), token: "your-token"))
         #expect(config.logMetadata["hec_token"] == "<redacted>")
         #expect(!"\(config.logMetadata)".contains("your-token"))
     }

@@ -16,7 +16,7 @@ struct FileOutputTests {
         let path = directory.path + "/dnstap.log"
         let (payloads, names) = DnstapBuilder.pairs(2000, prefix: "rot", suffix: ".test")
         let (_, summary) = try await withForwarder({ config in
-            config.outputType = .file
+            config.output = .file
             config.file.path = path
             config.file.maxFileBytes = 64 * 1024
             config.file.maxFiles = 100
@@ -48,7 +48,7 @@ struct FileOutputTests {
         let directory = try TemporaryDirectory()
         let path = directory.path + "/tap.json"
         _ = try await withForwarder({ config in
-            config.outputType = .file
+            config.output = .file
             config.file.path = path
             config.file.maxFileBytes = 16 * 1024
             config.file.maxFiles = 2
@@ -69,7 +69,7 @@ struct FileOutputTests {
         let directory = try TemporaryDirectory()
         let path = directory.path + "/dnstap.syslog"
         _ = try await withForwarder({ config in
-            config.outputType = .file
+            config.output = .file
             config.file.path = path
             config.file.format = .syslog
             config.file.hostname = "resolver-1"
@@ -97,7 +97,7 @@ struct FileOutputTests {
         let recorder = LogRecorder()
         let (payloads, names) = DnstapBuilder.pairs(100, prefix: "full", suffix: ".test")
         let (_, summary) = try await withForwarder({ config in
-            config.outputType = .file
+            config.output = .file
             config.file.path = path
         }, sink: nil, logger: recorder.logger()) { forwarder in
             let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)

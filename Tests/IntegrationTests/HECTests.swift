@@ -12,10 +12,7 @@ struct HECTests {
         -> (inout ForwarderConfiguration) -> Void
     {
         return { config in
-            config.outputType = .hec
-            config.hecToken = server.token
-            config.hecURL = server.url
-            config.hec.endpoint = try! HECEndpoint(server.url)
+            config.output = .hec(try! HECEndpoint(server.url), token: server.token)
             config.hec.retryInitialDelay = .milliseconds(10)
             config.hec.retryMaxDelay = .milliseconds(100)
             config.hec.requestTimeout = .seconds(2)

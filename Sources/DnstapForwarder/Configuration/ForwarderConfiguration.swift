@@ -39,10 +39,28 @@ public struct HostPort: Equatable, Sendable {
     }
 }
 
+/// The value of `-output-type`.
 public enum OutputType: String, Equatable, Sendable {
     case stdout
     case hec
     case file
+}
+
+/// Where events go, with what each output cannot do without: a HEC output has its endpoint and
+/// token by construction, so no output can start half-configured. The outputs' other settings
+/// are `ForwarderConfiguration.hec` and `.file`.
+public enum Output: Equatable, Sendable {
+    case stdout
+    case file
+    case hec(HECEndpoint, token: String)
+
+    public var type: OutputType {
+        switch self {
+        case .stdout: return .stdout
+        case .file: return .file
+        case .hec: return .hec
+        }
+    }
 }
 
 /// The effective configuration of one run, resolved from flags, the environment and defaults.
@@ -61,9 +79,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
     public var bufferSize: Int = 10_000
     public var batchSize: Int = 100
     public var flushInterval: Duration = .seconds(1)
-    public var outputType: OutputType = .stdout
-    public var hecURL: String?
-    public var hecToken: String?
+    public var output: Output = .stdout
     public var hec = HECSettings()
     public var file = FileOutputSettings()
     public var shutdownTimeout: Duration = .seconds(30)
@@ -120,20 +136,20 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         }
         config.maxConnections = draft.maxConnections ?? automaticMaxConnections(bufferSize: config.bufferSize)
         config.maxConnectionsIsAuto = draft.maxConnections == nil
-        if config.outputType == .file, config.file.path.isEmpty {
+        if draft.outputType == .file, config.file.path.isEmpty {
             throw ConfigurationError.invalid("-output-type file needs -output-path (DNSTAP_OUTPUT_PATH)")
         }
-        if config.file.format == .syslog, config.outputType != .file {
+        if config.file.format == .syslog, draft.outputType != .file {
             throw ConfigurationError.invalid("-output-format syslog is for -output-type file")
         }
         if config.file.pattern.replacingOccurrences(of: "{path}", with: config.file.path) == config.file.path {
             throw ConfigurationError.invalidValue(.filePattern, config.file.pattern, "a rotated name must differ from the output path")
         }
-        if config.hecToken == nil, let file = draft.tokenFile {
+        if draft.token == nil, let file = draft.tokenFile {
             guard let contents = try? String(contentsOfFile: file, encoding: .utf8) else {
                 throw ConfigurationError.invalidValue(.hecTokenFile, file, "cannot read the file")
             }
-            config.hecToken = contents.trimmingSpaces()
+            draft.token = contents.trimmingSpaces()
         }
         if config.hec.retryMaxDelay < config.hec.retryInitialDelay {
             throw ConfigurationError.invalid("-hec-retry-initial-delay must be above 0 and at most -hec-retry-max-delay")
@@ -142,14 +158,17 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         if config.hec.ackTimeout < config.hec.ackPollInterval {
             throw ConfigurationError.invalid("-hec-ack-poll-interval must be above 0 and at most -hec-ack-timeout")
         }
-        if config.outputType == .hec {
-            guard let url = config.hecURL else {
+        switch draft.outputType {
+        case .stdout: config.output = .stdout
+        case .file: config.output = .file
+        case .hec:
+            guard let url = draft.url else {
                 throw ConfigurationError.invalid("-output-type hec needs -hec-url (DNSTAP_HEC_URL)")
             }
-            config.hec.endpoint = try HECEndpoint(url)
-            guard config.hecToken != nil else {
+            guard let token = draft.token else {
                 throw ConfigurationError.invalid("-output-type hec needs -hec-token or -hec-token-file (DNSTAP_HEC_TOKEN, DNSTAP_HEC_TOKEN_FILE)")
             }
+            config.output = .hec(try HECEndpoint(url), token: token)
         }
         if config.resolutionMap.ttlCeiling < config.resolutionMap.ttlFloor || config.resolutionMap.ttlCeiling == .zero {
             throw ConfigurationError.invalid("-resolution-ttl-max must be above 0 and at least -resolution-ttl-min")
@@ -181,7 +200,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
             "buffer_size": .stringConvertible(bufferSize),
             "batch_size": .stringConvertible(batchSize),
             "flush_interval": .stringConvertible(flushInterval),
-            "output_type": .string(outputType == .file ? "file \(file.path) (\(file.format.rawValue), rotate at \(file.maxFileBytes) bytes, keep \(file.maxFiles) as \(file.pattern))" : outputType.rawValue),
+            "output_type": .string(output == .file ? "file \(file.path) (\(file.format.rawValue), rotate at \(file.maxFileBytes) bytes, keep \(file.maxFiles) as \(file.pattern))" : output.type.rawValue),
             "shutdown_timeout": .stringConvertible(shutdownTimeout),
             "stats_interval": .string(statsInterval.map { "\($0)" } ?? "off"),
             "log_level": .string(logLevel.rawValue),
@@ -192,9 +211,9 @@ public struct ForwarderConfiguration: Equatable, Sendable {
             metadata["unix_socket_mode"] = .string("0" + String(unixSocketMode, radix: 8))
             metadata["unix_socket_group"] = .string(unixSocketGroup ?? "-")
         }
-        if let hecURL { metadata["hec_url"] = .string(hecURL) }
-        if hecToken != nil { metadata["hec_token"] = "<redacted>" }
-        if outputType == .hec {
+        if case .hec(let endpoint, _) = output {
+            metadata["hec_url"] = .string(endpoint.eventURL)
+            metadata["hec_token"] = "<redacted>"
             metadata["hec_gzip"] = .stringConvertible(hec.gzip)
             metadata["hec_gzip_level"] = .stringConvertible(hec.gzipLevel)
             metadata["hec_max_batch_bytes"] = .stringConvertible(hec.maxBatchBytes)

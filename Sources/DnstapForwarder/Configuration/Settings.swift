@@ -8,6 +8,9 @@ struct ConfigurationDraft {
     var maxConnections: Int?
     var persistentBuffer = false
     var bufferPath = ""
+    var outputType = OutputType.stdout
+    var url: String?
+    var token: String?
     var tokenFile: String?
 }
 
@@ -97,7 +100,7 @@ extension Setting {
         "output-type", default: "stdout", "`stdout` (JSON lines), `hec` (Splunk HTTP Event Collector) or `file` (rotated by size)."
     ) { value, draft in
         guard let output = OutputType(rawValue: value.lowercased()) else { throw InvalidValue("expected stdout, hec or file") }
-        draft.config.outputType = output
+        draft.outputType = output
     }
     public static let outputPath = Setting(
         "output-path", default: "/var/log/dnstap-forwarder/dnstap.log", "With `-output-type file`: the file events are appended to."
@@ -138,10 +141,10 @@ extension Setting {
     public static let hecURL = Setting(
         "hec-url", default: nil,
         "HEC endpoint: `https://host:8088/services/collector`, `…/services/collector/event`, or a bare `https://host:8088` (then `/services/collector/event`)."
-    ) { $1.config.hecURL = nonEmpty($0) }
+    ) { $1.url = nonEmpty($0) }
     public static let hecToken = Setting(
         "hec-token", default: nil, secret: true, "HEC token, sent as `Authorization: Splunk <token>`; never logged or printed."
-    ) { $1.config.hecToken = nonEmpty($0) }
+    ) { $1.token = nonEmpty($0) }
     public static let hecTokenFile = Setting(
         "hec-token-file", default: nil, "File holding the token (a mounted secret); used when `-hec-token` is not given."
     ) { $1.tokenFile = nonEmpty($0) }

@@ -25,7 +25,7 @@ public final class ForwarderApplication: Sendable {
     private let logger: Logger
 
     /// - Parameters:
-    ///   - sink: where events go; nil builds the one `configuration.outputType` names.
+    ///   - sink: where events go; nil builds the one `configuration.output` names.
     ///   - signals: the signals that start a graceful shutdown (none in tests).
     ///   - clock: the clock the shutdown bound runs on (a manual one in tests).
     public init(
@@ -108,14 +108,14 @@ public final class ForwarderApplication: Sendable {
         _ configuration: ForwarderConfiguration, eventLoopGroup: any EventLoopGroup, statistics: ForwarderStatistics,
         logger: Logger
     ) throws -> any EventSink {
-        switch configuration.outputType {
+        switch configuration.output {
         case .stdout:
             return JSONLinesSink(fileDescriptor: 1, eventLoop: eventLoopGroup.next())
         case .file:
             var settings = configuration.file
             settings.hostname = configuration.hec.host ?? HECSink.hostname()
             return try FileSink(settings: settings, statistics: statistics, logger: logger.with(component: "file"), eventLoop: eventLoopGroup.next())
-        case .hec:
+        case .hec(let endpoint, let token):
             // The spool first: it can fail to open, and then no HTTP client is left to shut down.
             let spool = try configuration.hec.spoolPath.map {
                 try Spool(
@@ -123,7 +123,7 @@ public final class ForwarderApplication: Sendable {
                     logger: logger.with(component: "spool"))
             }
             let hec = try HECSink(
-                settings: configuration.hec, token: configuration.hecToken ?? "", eventLoopGroup: eventLoopGroup,
+                endpoint: endpoint, token: token, settings: configuration.hec, eventLoopGroup: eventLoopGroup,
                 statistics: statistics, logger: logger.with(component: "hec"))
             guard let spool else { return hec }
             return SpoolingSink(spool: spool, downstream: hec, statistics: statistics, logger: logger.with(component: "spool"))

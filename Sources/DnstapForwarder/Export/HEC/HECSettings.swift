@@ -1,6 +1,5 @@
 /// Settings of the Splunk HEC output.
 public struct HECSettings: Equatable, Sendable {
-    public var endpoint: HECEndpoint?
     public var gzip = true
     /// zlib level: levels 1-3 use zlib's fast deflate (about 650 MB/s on JSON events here, 22x at 3);
     /// zlib's default 6 is about 260 MB/s for 27x, and was half of the forwarder's CPU sending to HEC.

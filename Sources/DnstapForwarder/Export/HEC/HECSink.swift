@@ -53,11 +53,11 @@ public final class HECSink: EventSink {
         var authentication = RateLimitedLog(interval: .seconds(60))
     }
 
+    /// Throws only when `-hec-ca-file` cannot be read: the endpoint and token come with the output.
     public init(
-        settings: HECSettings, token: String, eventLoopGroup: any EventLoopGroup, statistics: ForwarderStatistics,
-        logger: Logger
+        endpoint: HECEndpoint, token: String, settings: HECSettings, eventLoopGroup: any EventLoopGroup,
+        statistics: ForwarderStatistics, logger: Logger
     ) throws {
-        guard let endpoint = settings.endpoint else { throw ConfigurationError.invalid("-output-type hec needs -hec-url") }
         self.settings = settings
         self.endpoint = endpoint
         self.policy = HECDeliveryStateMachine.Policy(settings)
