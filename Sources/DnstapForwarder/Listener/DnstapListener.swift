@@ -342,7 +342,16 @@ public final class DnstapListener: Service {
 
     private func sweepLoop() async {
         while true {
-            do { try await Task.sleep(for: .nanoseconds(sweepInterval.nanoseconds)) } catch { return }
+            // A tick, cut short when the shutdown begins; while shutting down, ticks are short:
+            // the listener is done as soon as its connections are.
+            let interval = shutdown.isShuttingDown ? .milliseconds(20) : sweepInterval
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { try? await Task.sleep(for: .nanoseconds(interval.nanoseconds)) }
+                if !shutdown.isShuttingDown { group.addTask { await self.shutdown.waitUntilBegun() } }
+                await group.next()
+                group.cancelAll()
+            }
+            if Task.isCancelled { return }
             let now = NIODeadline.now()
             let records = registry.snapshot()
             if let started = shutdown.started {

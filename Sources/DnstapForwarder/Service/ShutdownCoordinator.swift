@@ -27,6 +27,11 @@ public final class ShutdownCoordinator: Sendable {
         try? await clock.sleep(for: timeout)
     }
 
+    /// Returns once the shutdown has begun, or the task is cancelled.
+    public func waitUntilBegun() async {
+        _ = try? await began.value()
+    }
+
     public var isShuttingDown: Bool { began.hasValue }
     public var started: NIODeadline? { began.current }
     public var timeoutAmount: TimeAmount { TimeAmount(timeout) }
