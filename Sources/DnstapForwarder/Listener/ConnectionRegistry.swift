@@ -148,14 +148,6 @@ public final class ConnectionRegistry: Sendable {
     }
 }
 
-public enum WallClock {
-    public static func nowMicros() -> Int64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1000
-    }
-}
-
 extension UInt64 {
     var clampedInt64: Int64 { Int64(clamping: self) }
 }

@@ -8,11 +8,13 @@ import Glibc
 public enum SpoolError: Error, CustomStringConvertible {
     case io(String, Int32)
     case corrupt(String)
+    case closed
 
     public var description: String {
         switch self {
         case .io(let what, let code): return "spool: \(what): \(String(cString: strerror(code)))"
         case .corrupt(let what): return "spool: \(what)"
+        case .closed: return "spool: closed (a write after the output was flushed)"
         }
     }
 }
@@ -116,7 +118,7 @@ final class Spool: Sendable {
             let plan = state.withLock { $0.index.planAppend(recordBytes: size) }
             switch plan {
             case .closed:
-                throw SpoolError.corrupt("the spool is closed")
+                throw SpoolError.closed
             case .wait:
                 await state.wait(in: \.appenders, onCancel: ()) { state, id in
                     guard state.index.isFull, !state.index.closed else { return () }
