@@ -64,6 +64,29 @@ struct FileOutputTests {
         #expect(rotated.allSatisfy { $0.range(of: #"^tap\.json-\d{8}T\d{6}Z(-\d+)?$"#, options: .regularExpression) != nil }, "\(rotated)")
     }
 
+    @Test("{time} names with an output path in the working directory (no slash): old files are pruned too")
+    func retentionRelativePath() async throws {
+        let replay = try tool("fstrm_replay")
+        let directory = try TemporaryDirectory()
+        let capture = directory.path + "/r.fstrm"
+        try Data(FrameStreamsFile.file(payloads: DnstapBuilder.pairs(1000, prefix: "r", suffix: ".test").payloads))
+            .write(to: URL(fileURLWithPath: capture))
+        let forwarder = try WatchedProcess(
+            ShutdownTests.binary,
+            ["-unix-socket", directory.path + "/r.sock", "-output-type", "file", "-output-path", "tap.json",
+             "-file-pattern", "{path}-{time}", "-max-file-size", "16KiB", "-max-files", "2", "-batch-size", "20",
+             "-flush-interval", "20ms", "-stats-interval", "0", "-admin-listen", "127.0.0.1:0"],
+            currentDirectory: directory.path)
+        #expect(try await within(30, "listening") { await forwarder.waitFor("listening for dnstap") }, "\(forwarder.text)")
+        #expect(try await run(replay, ["-t", "protobuf:dnstap.Dnstap", "-u", directory.path + "/r.sock", "-r", capture]).status == 0)
+        #expect(try await within(30, "rotations") { await forwarder.waitFor("output file rotated") })
+        forwarder.signal(SIGTERM)
+        #expect(try await within(60, "exit") { await forwarder.waitForExit() } == 0, "\(forwarder.text.suffix(2000))")
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasPrefix("tap.json") }
+        #expect(files.contains("tap.json"))
+        #expect(files.count - 1 == 2, "at most -max-files rotated files are kept: \(files)")
+    }
+
     @Test("syslog format: RFC 5424 lines with the JSON event as the message")
     func syslog() async throws {
         let directory = try TemporaryDirectory()

@@ -22,10 +22,14 @@ final class WatchedProcess: Sendable {
 
     /// - Parameter standardOutput: where standard output goes instead (a pipe nobody reads, to
     ///   stall the process's output); otherwise it is watched with standard error, or counted.
-    init(_ executable: String, _ arguments: [String], separateStandardOutput: Bool = false, standardOutput: Pipe? = nil) throws {
+    init(
+        _ executable: String, _ arguments: [String], separateStandardOutput: Bool = false, standardOutput: Pipe? = nil,
+        currentDirectory: String? = nil
+    ) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
         let pipe = Pipe()
         process.standardError = pipe
         if let standardOutput {
@@ -40,12 +44,10 @@ final class WatchedProcess: Sendable {
             self.standardOutput = nil
         }
         self.process = process
-        pipe.fileHandleForReading.readabilityHandler = { [box] handle in
-            let data = handle.availableData
+        readUntilEnd(pipe) { [box] data in
             let ready = box.state.withLock { state -> [(CheckedContinuation<Bool, Never>, Bool)] in
                 if data.isEmpty {
                     state.ended = true
-                    handle.readabilityHandler = nil
                 } else {
                     state.text += String(decoding: data, as: UTF8.self)
                 }
@@ -93,13 +95,9 @@ final class LineCounter: Sendable {
     private let state = Mutex<(lines: Int, ended: Bool, waiters: [(Int, CheckedContinuation<Void, Never>)])>((0, false, []))
 
     init() {
-        pipe.fileHandleForReading.readabilityHandler = { [self] handle in
-            let data = handle.availableData
+        readUntilEnd(pipe) { [self] data in
             let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-                if data.isEmpty {
-                    state.ended = true
-                    handle.readabilityHandler = nil
-                }
+                if data.isEmpty { state.ended = true }
                 state.lines += data.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
                 let lines = state.lines, ended = state.ended
                 let ready = state.waiters.filter { lines >= $0.0 || ended }.map(\.1)
@@ -126,6 +124,24 @@ final class LineCounter: Sendable {
 
     /// Waits until the writer closed the pipe (so `lines` is final).
     func waitForEnd() async { await waitFor(lines: .max) }
+}
+
+/// Reads `pipe` on a thread of its own until end of file, handing each chunk to `chunk` and an
+/// empty one at the end. (FileHandle's readabilityHandler can miss the end of file when it comes
+/// with the last data: a writer that exits right after writing left a waiter hanging.)
+func readUntilEnd(_ pipe: Pipe, _ chunk: @escaping @Sendable (Data) -> Void) {
+    let fd = pipe.fileHandleForReading.fileDescriptor
+    let thread = Thread {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            chunk(Data(buffer[0..<count]))
+        }
+        chunk(Data())
+    }
+    thread.start()
 }
 
 /// A free loopback port (UDP and TCP both bindable at the moment of asking).

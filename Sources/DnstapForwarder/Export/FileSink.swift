@@ -226,7 +226,12 @@ public final class FileSink: EventSink {
                 rotated.append(entryName)
             }
         }
-        rotated.sort()
+        // By time, then by the number a second rotation in the same second adds ("-2" before "-10").
+        let baseLength = parts[0].count + 16 + parts[1].count
+        func order(_ name: String) -> (String, Int) {
+            (String(name.prefix(baseLength)), Int(name.dropFirst(baseLength + 1)) ?? 0)
+        }
+        rotated.sort { order($0) < order($1) }
         for old in rotated.dropLast(settings.maxFiles) { unlink(slash == nil ? old : directory + "/" + old) }
     }
 }
