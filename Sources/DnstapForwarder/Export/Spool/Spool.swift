@@ -205,8 +205,9 @@ final class Spool: Sendable {
     /// task is cancelled.
     func next() async -> SpoolIndex.Entry? {
         while !Task.isCancelled {
-            if let entry = state.withLock({ $0.index.nextToSend() }) { return entry }
-            if state.withLock({ $0.index.closed }) { return nil }
+            let (entry, closed) = state.withLock { state in (state.index.nextToSend(), state.index.closed) }
+            if let entry { return entry }
+            if closed { return nil }
             await state.wait(in: \.drainer, onCancel: ()) { state, id in
                 if state.index.closed || state.index.handed < state.index.pendingBatches { return () }
                 state.drainerID = id

@@ -83,7 +83,7 @@ struct SpoolIndex {
         return .write(seq: seq, segment: seq, offset: 0, newSegment: true, retire: retire)
     }
 
-    /// The planned record is on disk: the drainer may have it. Returns whether the drainer waits for it.
+    /// The planned record is on disk: the drainer may have it.
     mutating func appended(_ entry: Entry) {
         add(entry)
     }
