@@ -8,11 +8,12 @@
 #   time: /usr/bin/time for peak memory;  python3: scripts/test_connection_limits.sh
 #   zlib1g-dev: zlib's headers, which the gzip of the HEC output (compress-nio) builds against
 #   libprotobuf-c-dev: libprotobuf-c, the service's dnstap protobuf decoder (build and run)
-#   openssl: makes the self-signed certificate of the HEC TLS test
+#   openssl: makes the certificates of the TLS tests (HEC, the dnstap listener)
 #   debootstrap: the minimal Debian root of scripts/test-container-runtime.sh
+#   stunnel4: the TLS wrapper of the recipe for resolvers whose dnstap has no TLS (tested)
 # Package scripts are kept from starting daemons while installing (unbound would take port 53).
 set -euo pipefail
-pkgs=(fstrm-bin unbound knot-resolver bind9 pdns-recursor dnsdist dnsutils dnsperf golang-github-dnstap-golang-dnstap-cli time python3 procps zlib1g-dev libprotobuf-c-dev openssl debootstrap)
+pkgs=(fstrm-bin unbound knot-resolver bind9 pdns-recursor dnsdist dnsutils dnsperf golang-github-dnstap-golang-dnstap-cli time python3 procps zlib1g-dev libprotobuf-c-dev openssl debootstrap stunnel4)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

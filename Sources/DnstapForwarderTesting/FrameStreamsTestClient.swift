@@ -1,6 +1,7 @@
 import DnstapForwarder
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A scriptable Frame Streams sender for tests: it can follow the protocol or break it on purpose.
 /// Unchecked Sendable: a test hands it between its own tasks but uses it from one at a time.
@@ -15,13 +16,19 @@ public final class FrameStreamsTestClient: @unchecked Sendable {
         self.received = channel.allocator.buffer(capacity: 256)
     }
 
+    /// - Parameter tls: speak TLS with this context (and this server name, for SNI and verification).
     public static func connect(
-        to address: SocketAddress, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        to address: SocketAddress, tls: (context: NIOSSLContext, serverHostname: String?)? = nil,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> FrameStreamsTestClient {
         let (stream, continuation) = AsyncStream.makeStream(of: ByteBuffer.self)
         let channel = try await ClientBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverHostname))
+                    }
                     try channel.pipeline.syncOperations.addHandler(Collector(continuation: continuation))
                 }
             }
@@ -96,6 +103,11 @@ public final class FrameStreamsTestClient: @unchecked Sendable {
         var count = received.readableBytes
         while let more = await inbound.next() { count += more.readableBytes }
         return count
+    }
+
+    /// The server's certificate (a TLS connection, once its handshake is done).
+    public func peerCertificate() async throws -> NIOSSLCertificate? {
+        try await channel.nioSSL_peerCertificate().get()
     }
 
     public func close() async {

@@ -20,9 +20,11 @@ struct RunningForwarder {
 enum TestError: Error, CustomStringConvertible {
     case timedOut(String)
     case missingTool(String)
+    case failed(String)
 
     var description: String {
         switch self {
+        case .failed(let what): return what
         case .timedOut(let what): return "timed out: \(what)"
         case .missingTool(let tool): return "\(tool) is not installed (run .ci/run or scripts/install-test-deps.sh)"
         }

@@ -122,6 +122,7 @@ public struct AdminAPI: Sendable {
             var id: UInt64
             var state: String
             var peer: String
+            var sender: String?
             var peer_names: [String]
             var transport: String
             var started_at: String
@@ -165,6 +166,7 @@ public struct AdminAPI: Sendable {
             let end = connection.closedAtMicros ?? report.fetchedAtMicros
             return .init(
                 id: connection.id, state: connection.closedAtMicros == nil ? "open" : "closed", peer: connection.peer,
+                sender: connection.sender,
                 peer_names: peerNames(connection.peerAddress), transport: connection.transport.rawValue,
                 started_at: RFC3339.string(micros: connection.startedAtMicros),
                 last_activity: RFC3339.string(micros: connection.lastActivityMicros),
@@ -204,8 +206,18 @@ struct StatsBody: Encodable {
         var max: Int
         var accepted: Int
         var rejected: Int
+        var rejected_by_reason: [String: Int]
         var accept_errors: Int
         var closed: [String: Int]
+    }
+
+    /// The open connections by sender (README, "Securing the TCP listener").
+    struct Sender: Encodable {
+        var sender: String
+        var transport: String
+        var connections: Int
+        var frames: Int
+        var bytes: Int
     }
 
     struct DecodeErrors: Encodable {
@@ -243,6 +255,7 @@ struct StatsBody: Encodable {
     var started_at: String
     var uptime_seconds: Double
     var connections: Connections
+    var senders: [Sender]
     var frames: Int
     var bytes: Int
     var decode_errors: DecodeErrors
@@ -259,8 +272,22 @@ struct StatsBody: Encodable {
             active: api.registry.active, max: api.registry.maxConnections,
             accepted: statistics.connectionsAccepted.load(ordering: .relaxed),
             rejected: statistics.connectionsRejected.load(ordering: .relaxed),
+            rejected_by_reason: Dictionary(uniqueKeysWithValues: RefusalReason.allCases.map {
+                ($0.rawValue, statistics.rejectedByReason[$0] ?? 0)
+            }),
             accept_errors: statistics.acceptErrors.load(ordering: .relaxed),
             closed: Dictionary(uniqueKeysWithValues: CloseReason.allCases.map { ($0.rawValue, statistics.closedByReason[$0] ?? 0) }))
+        var senders: [String: Sender] = [:]
+        for record in api.registry.snapshot() {
+            guard let name = record.sender else { continue }
+            let key = record.transport.rawValue + " " + name
+            var entry = senders[key] ?? Sender(sender: name, transport: record.transport.rawValue, connections: 0, frames: 0, bytes: 0)
+            entry.connections += 1
+            entry.frames += record.frames.load(ordering: .relaxed)
+            entry.bytes += record.bytes.load(ordering: .relaxed)
+            senders[key] = entry
+        }
+        self.senders = senders.values.sorted { ($0.sender, $0.transport) < ($1.sender, $1.transport) }
         frames = statistics.frames.load(ordering: .relaxed)
         bytes = statistics.bytes.load(ordering: .relaxed)
         decode_errors = DecodeErrors(

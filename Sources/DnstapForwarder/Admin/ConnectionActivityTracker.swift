@@ -5,6 +5,7 @@ public struct ConnectionSnapshot: Sendable, Equatable {
     public var id: UInt64
     public var peer: String
     public var peerAddress: String?
+    public var sender: String?
     public var transport: ConnectionTransport
     public var startedAtMicros: Int64
     public var lastActivityMicros: Int64
@@ -18,6 +19,7 @@ public struct ConnectionSnapshot: Sendable, Equatable {
         id = record.id
         peer = record.peer
         peerAddress = record.peerAddress
+        sender = record.sender
         transport = record.transport
         startedAtMicros = record.startedAtMicros
         lastActivityMicros = record.lastActivityMicros

@@ -69,6 +69,12 @@ public struct ForwarderConfiguration: Equatable, Sendable {
     public var unixSocketMode: UInt16 = 0o660
     public var unixSocketGroup: String?
     public var tcpListen: HostPort?
+    /// TLS on the TCP listener (nil: plain Frame Streams).
+    public var tls: TLSFiles?
+    /// `-allow-from` (nil: any address).
+    public var allowFrom: AllowList?
+    /// `-max-connections-per-peer` (nil: no cap per address).
+    public var maxConnectionsPerPeer: Int?
     /// The connection cap; `maxConnectionsIsAuto` says whether it was derived from the buffer size.
     public var maxConnections: Int = 500
     public var maxConnectionsIsAuto = true
@@ -134,6 +140,17 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         if config.batchSize > config.bufferSize {
             throw ConfigurationError.invalid("-batch-size (\(config.batchSize)) must not exceed -buffer-size (\(config.bufferSize))")
         }
+        switch (draft.tlsCertificate, draft.tlsKey) {
+        case (let certificate?, let key?): config.tls = TLSFiles(certificate: certificate, key: key, clientCA: draft.tlsClientCA)
+        case (nil, nil):
+            if draft.tlsClientCA != nil { throw ConfigurationError.invalid("-tls-client-ca-file needs -tls-cert-file and -tls-key-file") }
+        case (nil, _?): throw ConfigurationError.invalid("-tls-key-file needs -tls-cert-file (DNSTAP_TLS_CERT_FILE)")
+        case (_?, nil): throw ConfigurationError.invalid("-tls-cert-file needs -tls-key-file (DNSTAP_TLS_KEY_FILE)")
+        }
+        if config.tcpListen == nil {
+            if config.tls != nil { throw ConfigurationError.invalid("-tls-cert-file secures -tcp-listen: give -tcp-listen HOST:PORT") }
+            if config.allowFrom != nil { throw ConfigurationError.invalid("-allow-from applies to -tcp-listen: give -tcp-listen HOST:PORT") }
+        }
         config.maxConnections = draft.maxConnections ?? automaticMaxConnections(bufferSize: config.bufferSize)
         config.maxConnectionsIsAuto = draft.maxConnections == nil
         if draft.outputType == .file, config.file.path.isEmpty {
@@ -194,6 +211,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         var metadata: Logger.Metadata = [
             "listen": .string(listenAddresses.map(\.description).joined(separator: ",")),
             "max_connections": .string("\(maxConnections)\(maxConnectionsIsAuto ? " (auto)" : "")"),
+            "max_connections_per_peer": .string(maxConnectionsPerPeer.map(String.init) ?? "off"),
             "max_frame_size": .stringConvertible(maxFrameSize),
             "handshake_timeout": .stringConvertible(handshakeTimeout),
             "idle_timeout": .string(idleTimeout.map { "\($0)" } ?? "off"),
@@ -207,6 +225,10 @@ public struct ForwarderConfiguration: Equatable, Sendable {
             "admin_listen": .string(adminListen.map { $0.host.contains(":") ? "[\($0.host)]:\($0.port)" : "\($0.host):\($0.port)" } ?? "off"),
             "resolution_map": .string(resolutionMap.capacity == 0 ? "off" : "\(resolutionMap.capacity) addresses, ttl \(resolutionMap.ttlFloor)..\(resolutionMap.ttlCeiling)"),
         ]
+        if tcpListen != nil {
+            metadata["tls"] = .string(tls.map { "cert \($0.certificate), key \($0.key), client CA \($0.clientCA ?? "off")" } ?? "off")
+            metadata["allow_from"] = .string(allowFrom?.description ?? "any")
+        }
         if unixSocketPath != nil {
             metadata["unix_socket_mode"] = .string("0" + String(unixSocketMode, radix: 8))
             metadata["unix_socket_group"] = .string(unixSocketGroup ?? "-")

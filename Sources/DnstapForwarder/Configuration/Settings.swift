@@ -12,6 +12,9 @@ struct ConfigurationDraft {
     var url: String?
     var token: String?
     var tokenFile: String?
+    var tlsCertificate: String?
+    var tlsKey: String?
+    var tlsClientCA: String?
 }
 
 /// Values that must not be empty: empty means off (nil).
@@ -26,7 +29,8 @@ private func atLeast(_ minimum: Duration, _ text: String, _ what: String) throws
 // Every setting, declared once. The order is the README's and `--help`'s.
 extension Setting {
     public static let allCases: [Setting] = [
-        unixSocket, unixSocketMode, unixSocketGroup, tcpListen, maxConnections, maxFrameSize, handshakeTimeout, idleTimeout,
+        unixSocket, unixSocketMode, unixSocketGroup, tcpListen, tlsCertFile, tlsKeyFile, tlsClientCAFile, allowFrom,
+        maxConnections, maxConnectionsPerPeer, maxFrameSize, handshakeTimeout, idleTimeout,
         bufferSize, batchSize, flushInterval, outputType, outputPath, outputFormat, maxFileSize, maxFiles, filePattern,
         hecURL, hecToken, hecTokenFile, hecGzip, hecGzipLevel, hecMaxBatchBytes, hecRequestTimeout, hecConnectTimeout,
         hecRetryInitialDelay, hecRetryMaxDelay, hecPersistentBuf, hecBufPath, hecBufMaxSize, hecBufFsync, hecMaxInFlight,
@@ -57,6 +61,24 @@ extension Setting {
         "tcp-listen", default: nil, shown: "off", "TCP address, `HOST:PORT` or `[::1]:PORT`. Both listeners may run at once."
     ) { value, draft in draft.config.tcpListen = value.isEmpty ? nil : try ValueParsing.hostPort(value) }
 
+    // MARK: Securing the TCP listener
+
+    public static let tlsCertFile = Setting(
+        "tls-cert-file", default: nil, shown: "off",
+        "PEM certificate (then any intermediates) of the TCP listener: with it, `-tcp-listen` speaks only TLS 1.2/1.3. Reloaded when the file changes and on SIGHUP."
+    ) { $1.tlsCertificate = nonEmpty($0) }
+    public static let tlsKeyFile = Setting(
+        "tls-key-file", default: nil, shown: "none", "PEM private key of `-tls-cert-file`."
+    ) { $1.tlsKey = nonEmpty($0) }
+    public static let tlsClientCAFile = Setting(
+        "tls-client-ca-file", default: nil, shown: "off",
+        "PEM CA: makes a client certificate signed by it mandatory (mutual TLS); the certificate's name becomes each event's `sender`."
+    ) { $1.tlsClientCA = nonEmpty($0) }
+    public static let allowFrom = Setting(
+        "allow-from", default: nil, shown: "any address",
+        "Comma-separated CIDRs (IPv4, IPv6) that may connect over TCP; any other address is closed at accept, before any TLS work."
+    ) { value, draft in draft.config.allowFrom = value.trimmingSpaces().isEmpty ? nil : try AllowList(parsing: value) }
+
     // MARK: Connections
 
     public static let maxConnections = Setting(
@@ -64,6 +86,13 @@ extension Setting {
     ) { value, draft in
         let text = value.trimmingSpaces().lowercased()
         draft.maxConnections = ["", "auto", "0"].contains(text) ? nil : try ValueParsing.integer(text, range: 1...100_000)
+    }
+    public static let maxConnectionsPerPeer = Setting(
+        "max-connections-per-peer", default: "0", shown: "`0` (off)",
+        "Cap on concurrent TCP connections from one address, so one sender cannot take every slot; `0`: no cap."
+    ) { value, draft in
+        let limit = try ValueParsing.integer(value, range: 0...100_000)
+        draft.config.maxConnectionsPerPeer = limit == 0 ? nil : limit
     }
     public static let maxFrameSize = Setting(
         "max-frame-size", default: "1MiB", "Largest data frame; a larger one is skipped (never buffered) and counted."

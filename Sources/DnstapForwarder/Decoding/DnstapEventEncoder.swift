@@ -15,6 +15,9 @@ public struct DnstapEventEncoder {
     private let recentResponses: RecentResponses?
     private let decoder = DnstapProtobufDecoder()
     private var names = DNSNames.NameBuilder()
+    /// The connection's `sender` (README, "Securing the TCP listener"), written in every event;
+    /// nil: none (an encoder outside a connection).
+    public var sender: String?
 
     /// - Parameters:
     ///   - collectResolutions: also gather the address facts of responses (for the resolution
@@ -43,7 +46,8 @@ public struct DnstapEventEncoder {
         let start = writer.count
         writer.beginObject()
         let time = DnstapEventFields.write(
-            dnstap, receivedAtMicros: receivedAtMicros, into: writer, names: &names, resolutions: &resolutions, recent: recentResponses)
+            dnstap, receivedAtMicros: receivedAtMicros, sender: sender, into: writer, names: &names, resolutions: &resolutions,
+            recent: recentResponses)
         writer.endObject()
         pending.append((start, writer.count, time))
     }

@@ -7,7 +7,7 @@ enum DnstapEventFields {
     /// the address facts of a client/resolver/forwarder response go to `resolutions`, unless the
     /// same response was already taken this second.
     static func write(
-        _ dnstap: UnsafePointer<Dnstap__Dnstap>, receivedAtMicros: Int64, into json: JSONObjectWriter,
+        _ dnstap: UnsafePointer<Dnstap__Dnstap>, receivedAtMicros: Int64, sender: String?, into json: JSONObjectWriter,
         names: inout DNSNames.NameBuilder, resolutions: inout ResolutionCollector, recent: RecentResponses?
     ) -> Int64 {
         let dnstap = dnstap.pointee
@@ -32,6 +32,7 @@ enum DnstapEventFields {
             json.field("dnstap_type", type == 1 ? "NO_MESSAGE" : "UNKNOWN(\(type))")
         }
         if dnstap.has_identity != 0 { json.field("identity", bytes: dnstap.identity.bytes) }
+        if let sender { json.field("sender", sender) }
         if dnstap.has_version != 0 { json.field("version", bytes: dnstap.version.bytes) }
         if dnstap.has_extra != 0 { json.field("extra", bytes: dnstap.extra.bytes) }
         guard let message else { return eventTime }

@@ -16,6 +16,8 @@ public enum CloseReason: String, CaseIterable, Sendable {
     case shutdown
     /// A socket error (reset, broken pipe, ...).
     case ioError = "io_error"
+    /// The TLS handshake failed (the refusal's reason is counted in `dnstap_connections_rejected_total`).
+    case tlsRefused = "tls_refused"
 }
 
 /// The Frame Streams receiver protocol as a pure state machine (PROTOCOLS.md §1.2–1.5).

@@ -9,6 +9,10 @@ import Synchronization
 public enum ConnectionTransport: String, Sendable {
     case unix
     case tcp
+    /// TCP with TLS (`-tls-cert-file`).
+    case tls
+
+    var isNetwork: Bool { self != .unix }
 }
 
 /// One tracked connection. Counters are atomics updated by the connection's own task; the
@@ -17,7 +21,7 @@ public final class ConnectionRecord: Sendable {
     public let id: UInt64
     public let peer: String
     public let transport: ConnectionTransport
-    /// The peer's IP address (TCP only).
+    /// The peer's IP address (TCP and TLS only).
     public let peerAddress: String?
     /// Wall-clock start, microseconds since the epoch.
     public let startedAtMicros: Int64
@@ -30,12 +34,14 @@ public final class ConnectionRecord: Sendable {
     private let handshakeDone = Atomic<Bool>(false)
     private let waitingForRoom = Atomic<Bool>(false)
     private let requestedClose = Locked<CloseReason?>(nil)
+    private let senderName = Locked<String?>(nil)
+    private let tlsRefusal = Locked<(reason: RefusalReason, detail: String)?>(nil)
 
     init(id: UInt64, peer: String, transport: ConnectionTransport, channel: any Channel, now: NIODeadline = .now()) {
         self.id = id
         self.peer = peer
         self.transport = transport
-        self.peerAddress = transport == .tcp ? channel.remoteAddress?.ipAddress : nil
+        self.peerAddress = transport.isNetwork ? channel.remoteAddress?.ipAddress : nil
         self.channel = channel
         self.startedAt = now
         self.startedAtMicros = WallClock.nowMicros()
@@ -49,6 +55,15 @@ public final class ConnectionRecord: Sendable {
     /// Whether the connection is parked because the buffer is full (not idle: held back by us).
     public var isWaitingForRoom: Bool { waitingForRoom.load(ordering: .relaxed) }
     public var closeRequest: CloseReason? { requestedClose.withLock { $0 } }
+    /// Who sent the stream, as far as the forwarder can vouch: with mutual TLS the verified
+    /// certificate's name, on TCP the peer address, on the unix socket the peer's `uid=N`. Nil
+    /// until known (a TLS connection before its handshake).
+    public var sender: String? { senderName.withLock { $0 } }
+    /// Set when the TLS handshake failed: the refusal and BoringSSL's reason.
+    public var refusal: (reason: RefusalReason, detail: String)? { tlsRefusal.withLock { $0 } }
+
+    func setSender(_ name: String) { senderName.withLock { $0 = name } }
+    func noteRefused(_ reason: RefusalReason, detail: String) { tlsRefusal.withLock { $0 = $0 ?? (reason, detail) } }
 
     func noteReceived(bytes count: Int) {
         bytes.add(count, ordering: .relaxed)
@@ -77,7 +92,11 @@ public final class ConnectionRecord: Sendable {
 /// The atomic connection cap and the set of open connections.
 public final class ConnectionRegistry: Sendable {
     public let maxConnections: Int
+    /// `-max-connections-per-peer` (nil: no cap per address).
+    public let maxPerPeer: Int?
     private let activeCount = Atomic<Int>(0)
+    /// Open connections (and reservations) by peer address, when there is a cap per peer.
+    private let perPeer = Locked<[String: Int]>([:])
     private let nextID = Atomic<UInt64>(0)
     private let records = Locked<[UInt64: ConnectionRecord]>([:])
     private let drainWaiters = Locked<[(atMost: Int, continuation: CheckedContinuation<Void, Never>)]>([])
@@ -85,8 +104,9 @@ public final class ConnectionRegistry: Sendable {
     /// Told of every connection that closes (for `/v1/connections`).
     private let activity: ConnectionActivityTracker?
 
-    public init(maxConnections: Int, activity: ConnectionActivityTracker? = nil) {
+    public init(maxConnections: Int, maxPerPeer: Int? = nil, activity: ConnectionActivityTracker? = nil) {
         self.maxConnections = maxConnections
+        self.maxPerPeer = maxPerPeer
         self.activity = activity
     }
 
@@ -108,6 +128,28 @@ public final class ConnectionRegistry: Sendable {
         activeCount.subtract(1, ordering: .acquiringAndReleasing)
     }
 
+    /// Takes one of `address`'s slots under `-max-connections-per-peer`; true without that cap.
+    func tryReservePeer(_ address: String?) -> Bool {
+        guard let limit = maxPerPeer, let address else { return true }
+        return perPeer.withLock { counts in
+            let open = counts[address, default: 0]
+            guard open < limit else { return false }
+            counts[address] = open + 1
+            return true
+        }
+    }
+
+    func releasePeer(_ address: String?) {
+        guard maxPerPeer != nil, let address else { return }
+        perPeer.withLock { counts in
+            let left = counts[address, default: 1] - 1
+            counts[address] = left > 0 ? left : nil
+        }
+    }
+
+    /// Open connections of one address (counted only with a cap per peer).
+    public func openConnections(from address: String) -> Int { perPeer.withLock { $0[address, default: 0] } }
+
     func open(peer: String, transport: ConnectionTransport, channel: any Channel) -> ConnectionRecord {
         let id = nextID.add(1, ordering: .relaxed).newValue
         let record = ConnectionRecord(id: id, peer: peer, transport: transport, channel: channel)
@@ -120,6 +162,7 @@ public final class ConnectionRegistry: Sendable {
         let removed = records.withLock { $0.removeValue(forKey: record.id) }
         if removed != nil {
             releaseReservation()
+            releasePeer(record.peerAddress)
             activity?.connectionClosed(ConnectionSnapshot(record, closedReason: reason))
         }
         let open = active

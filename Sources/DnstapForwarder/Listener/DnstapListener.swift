@@ -1,7 +1,9 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
+import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
@@ -20,8 +22,13 @@ public final class DnstapListener: Service {
         public var maxFrameSize: Int
         public var handshakeTimeout: TimeAmount
         public var idleTimeout: TimeAmount?
+        /// `-allow-from` (TCP only); nil: every address.
+        public var allowList: AllowList?
+        /// How often the TLS files are looked at for a change.
+        public var tlsWatchInterval: TimeAmount = .seconds(2)
 
         public init(configuration: ForwarderConfiguration) {
+            allowList = configuration.allowFrom
             addresses = configuration.listenAddresses
             unixSocketMode = configuration.unixSocketMode
             unixSocketGroup = configuration.unixSocketGroup
@@ -51,13 +58,16 @@ public final class DnstapListener: Service {
     private let pending = Locked<[NIOAsyncChannel<Accepted, Never>]?>(nil)
     private let rejectionLog = Locked(RateLimitedLog(interval: .seconds(1), burst: 10))
     private let reserve: DescriptorReserve
+    /// The TLS context of the TCP listener (nil: plain Frame Streams).
+    public let tls: TLSCredentials?
 
     public init(
         settings: Settings, registry: ConnectionRegistry, buffer: EventBuffer, statistics: ForwarderStatistics,
-        resolutionMap: ResolutionMap? = nil,
+        resolutionMap: ResolutionMap? = nil, tls: TLSCredentials? = nil,
         shutdown: ShutdownCoordinator, group: any EventLoopGroup, reserve: DescriptorReserve = DescriptorReserve(), logger: Logger
     ) {
         self.reserve = reserve
+        self.tls = tls
         self.settings = settings
         self.registry = registry
         self.buffer = buffer
@@ -92,10 +102,17 @@ public final class DnstapListener: Service {
         pending.withLock { $0 = servers }
         self.servers.withLock { $0 = servers.map(\.channel) }
         bound.publish(.success(servers.compactMap { $0.channel.localAddress }))
-        logger.info(
-            "listening for dnstap",
-            metadata: ["addresses": "\(settings.addresses.map(\.description).joined(separator: ", "))",
-                       "max_connections": "\(registry.maxConnections)"])
+        var metadata: Logger.Metadata = [
+            "addresses": "\(settings.addresses.map(\.description).joined(separator: ", "))",
+            "max_connections": "\(registry.maxConnections)",
+            "max_connections_per_peer": "\(registry.maxPerPeer.map(String.init) ?? "off")",
+            "allow_from": "\(settings.allowList?.description ?? "any")",
+        ]
+        if let tls {
+            metadata["tls"] = "on, client certificates \(tls.requiresClientCertificate ? "required" : "not asked for")"
+            metadata["tls_certificate"] = "\(tls.current.name), valid until \(RFC3339.string(micros: tls.current.notValidAfter * 1_000_000))"
+        }
+        logger.info("listening for dnstap", metadata: metadata)
     }
 
     public func run() async throws {
@@ -107,6 +124,9 @@ public final class DnstapListener: Service {
                     group.addTask { try await self.acceptLoop(server) }
                 }
                 group.addTask { await self.sweepLoop() }
+                if let tls = self.tls {
+                    group.addTask { await self.watchCertificates(tls) }
+                }
             }
         } onGracefulShutdown: {
             self.stopAccepting()
@@ -163,10 +183,11 @@ public final class DnstapListener: Service {
             try applySocketPermissions(path)
             return server
         case .tcp(let host, let port):
+            let transport: ConnectionTransport = tls == nil ? .tcp : .tls
             return try await bootstrap
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .bind(host: host, port: port) { channel in
-                    self.initializeChild(channel, transport: .tcp)
+                    self.initializeChild(channel, transport: transport)
                 }
         }
     }
@@ -198,43 +219,98 @@ public final class DnstapListener: Service {
         }
     }
 
-    /// Runs on the event loop for each accepted socket: the cap is decided here, at once.
+    /// Runs on the event loop for each accepted socket: admission is decided here, at once, before
+    /// any TLS work: the allow-list, then the connection cap, then the cap per peer.
     private func initializeChild(_ channel: any Channel, transport: ConnectionTransport) -> EventLoopFuture<Accepted> {
         channel.eventLoop.makeCompletedFuture {
             let peer = Self.describePeer(channel, transport: transport)
+            let address = transport.isNetwork ? channel.remoteAddress?.ipAddress : nil
             // Accepted on the reserve descriptor: refuse it, and take the reserve back once it is closed.
             let outOfDescriptors = reserve.isReleased
-            guard !outOfDescriptors, !shutdown.isShuttingDown, registry.tryReserve() else {
-                statistics.rejected()
-                let suppressed = rejectionLog.withLock { $0.shouldLog() }
-                if let suppressed {
-                    logger.warning(
-                        outOfDescriptors ? "connection rejected: out of file descriptors" : "connection rejected: at the connection cap",
-                        metadata: ["peer": "\(peer)", "active": "\(registry.active)", "max_connections": "\(registry.maxConnections)",
-                                   "rejected_total": "\(statistics.connectionsRejected.load(ordering: .relaxed))",
-                                   "suppressed_since_last": "\(suppressed)"])
-                }
+            var refusal: RefusalReason?
+            if let allowList = settings.allowList, transport.isNetwork, !(address.map(allowList.allows) ?? false) {
+                refusal = .notAllowed
+            } else if outOfDescriptors {
+                refusal = .outOfDescriptors
+            } else if shutdown.isShuttingDown {
+                refusal = .shuttingDown
+            } else if !registry.tryReserve() {
+                refusal = .connectionCap
+            } else if !registry.tryReservePeer(address) {
+                registry.releaseReservation()
+                refusal = .perPeerCap
+            }
+            if let refusal {
+                logRefusal(refusal, peer: peer, detail: nil)
                 if outOfDescriptors { reserve.restore(whenClosed: channel) }
                 channel.close(promise: nil)
                 return .rejected
             }
             do {
+                if transport == .tls, let tls {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
+                }
                 let wrapped = try ConnectionChannel(
                     wrappingChannelSynchronously: channel,
                     configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
                 let record = registry.open(peer: peer, transport: transport, channel: channel)
+                if transport == .tls {
+                    let handler = TLSSessionHandler(
+                        record: record, onVerified: { [self] in logOpened($0) },
+                        onRefused: { [self] record, reason, detail in
+                            logRefusal(reason, peer: record.peer, detail: detail)
+                        })
+                    let ssl = try channel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
+                    try channel.pipeline.syncOperations.addHandler(handler, position: .after(ssl))
+                } else if transport == .tcp {
+                    record.setSender(address ?? peer)
+                }
                 statistics.accepted()
                 return .connection(wrapped, record)
             } catch {
                 registry.releaseReservation()
+                registry.releasePeer(address)
                 throw error
             }
         }
     }
 
+    /// Counts a refusal and logs it (at most ten lines a second, then a count of those left out).
+    private func logRefusal(_ reason: RefusalReason, peer: String, detail: String?) {
+        statistics.rejected(reason)
+        guard let suppressed = rejectionLog.withLock({ $0.shouldLog() }) else { return }
+        let message: String
+        switch reason {
+        case .connectionCap: message = "connection rejected: at the connection cap"
+        case .perPeerCap: message = "connection rejected: this address is at -max-connections-per-peer"
+        case .notAllowed: message = "connection rejected: address not in -allow-from"
+        case .outOfDescriptors: message = "connection rejected: out of file descriptors"
+        case .shuttingDown: message = "connection rejected: shutting down"
+        case .noClientCertificate: message = "TLS connection refused: the client sent no certificate"
+        case .untrustedCertificate: message = "TLS connection refused: the client certificate is not from the client CA, or is expired"
+        case .tlsHandshakeFailed: message = "TLS connection refused: the handshake failed"
+        }
+        var metadata: Logger.Metadata = [
+            "peer": "\(peer)", "reason": "\(reason.rawValue)", "active": "\(registry.active)",
+            "max_connections": "\(registry.maxConnections)",
+            "rejected_total": "\(statistics.connectionsRejected.load(ordering: .relaxed))",
+            "suppressed_since_last": "\(suppressed)",
+        ]
+        if let limit = registry.maxPerPeer, reason == .perPeerCap { metadata["max_connections_per_peer"] = "\(limit)" }
+        if let detail { metadata["detail"] = "\(detail)" }
+        logger.warning("\(message)", metadata: metadata)
+    }
+
+    private func logOpened(_ record: ConnectionRecord) {
+        logger.info(
+            "connection opened",
+            metadata: ["connection.id": "\(record.id)", "peer": "\(record.peer)", "sender": "\(record.sender ?? "?")",
+                       "transport": "\(record.transport.rawValue)", "active": "\(registry.active)"])
+    }
+
     static func describePeer(_ channel: any Channel, transport: ConnectionTransport) -> String {
         switch transport {
-        case .tcp: return channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "tcp:?"
+        case .tcp, .tls: return channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "tcp:?"
         case .unix: return "unix:" + (channel.localAddress?.pathname ?? "?")
         }
     }
@@ -256,7 +332,9 @@ public final class DnstapListener: Service {
         var logger = self.logger
         logger[metadataKey: "connection.id"] = "\(record.id)"
         logger[metadataKey: "peer"] = "\(record.peer)"
-        logger.info("connection opened", metadata: ["transport": "\(record.transport.rawValue)", "active": "\(registry.active)"])
+        if record.transport == .unix { record.setSender(await Self.peerCredentials(record.channel)) }
+        // A TLS connection is logged as opened once its handshake names the sender.
+        if record.transport != .tls { logOpened(record) }
         var session = FrameStreamsSession(record: record, maxFrameSize: settings.maxFrameSize, statistics: statistics, logger: logger)
         let lanes = EventEncodingLanes(record: record, statistics: statistics, resolutionMap: resolutionMap, logger: logger)
         var end: (reason: CloseReason, detail: String?) = (.peerClosed, nil)
@@ -300,10 +378,16 @@ public final class DnstapListener: Service {
         } catch {
             end = (.ioError, "\(error)")
         }
+        if let refusal = record.refusal {
+            end = (.tlsRefused, refusal.detail)
+        }
         settle()
+        // A refused TLS connection was logged (rate-limited) as refused.
+        if record.refusal != nil { return }
         let duration = NIODeadline.now() - record.startedAt
         var metadata: Logger.Metadata = [
             "reason": "\(end.reason.rawValue)",
+            "sender": "\(record.sender ?? "?")",
             "duration_s": "\(Double(duration.nanoseconds / 1_000_000) / 1000)",
             "frames": "\(record.frames.load(ordering: .relaxed))",
             "bytes": "\(record.bytes.load(ordering: .relaxed))",
@@ -327,6 +411,62 @@ public final class DnstapListener: Service {
         if refused > 0 {
             statistics.dropped(refused, reason: .shutdown)
             logger.error("events arrived after the output closed; dropped", metadata: ["events": "\(refused)"])
+        }
+    }
+
+    /// The unix socket peer's credentials (`SO_PEERCRED`), as `uid=N`.
+    static func peerCredentials(_ channel: any Channel) async -> String {
+        guard let provider = channel as? any SocketOptionProvider else { return "uid=?" }
+        let credentials: PeerCredentials? = try? await provider.unsafeGetSocketOption(
+            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED)).get()
+        return credentials.map { "uid=\($0.uid)" } ?? "uid=?"
+    }
+
+    /// Linux's `struct ucred` (which Glibc's module hides behind _GNU_SOURCE): pid, uid, gid.
+    struct PeerCredentials: Sendable {
+        var pid: Int32
+        var uid: UInt32
+        var gid: UInt32
+    }
+
+    // MARK: - TLS certificates
+
+    /// Reloads the TLS files when they change (a look every `tlsWatchInterval`) and on SIGHUP.
+    private func watchCertificates(_ tls: TLSCredentials) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                    self.reloadCertificates(tls, force: true, cause: "SIGHUP")
+                }
+            }
+            group.addTask {
+                while !Task.isCancelled && !self.shutdown.isShuttingDown {
+                    try? await Task.sleep(for: .nanoseconds(self.settings.tlsWatchInterval.nanoseconds))
+                    if Task.isCancelled { return }
+                    self.reloadCertificates(tls, force: false, cause: "files changed")
+                }
+            }
+            // Both end with the listener: cancelled when its other work ends.
+            await shutdown.waitUntilBegun()
+            group.cancelAll()
+        }
+    }
+
+    private func reloadCertificates(_ tls: TLSCredentials, force: Bool, cause: String) {
+        switch tls.reload(force: force) {
+        case .unchanged:
+            break
+        case .reloaded:
+            statistics.tlsReloaded(failed: false)
+            logger.info(
+                "TLS certificates reloaded; new connections use them",
+                metadata: ["cause": "\(cause)", "certificate": "\(tls.current.name)",
+                           "valid_until": "\(RFC3339.string(micros: tls.current.notValidAfter * 1_000_000))"])
+        case .failed(let error):
+            statistics.tlsReloaded(failed: true)
+            logger.error(
+                "TLS certificates not reloaded: a new file does not load; the old ones stay in use",
+                metadata: ["cause": "\(cause)", "error": "\(error)"])
         }
     }
 

@@ -72,6 +72,8 @@ final class EncodingLane: @unchecked Sendable {
 
     func encode(_ frames: ArraySlice<ByteBuffer>) -> [ForwardedEvent] {
         let receivedAt = WallClock.nowMicros()
+        // Known before the first frame (a TLS sender is named by its handshake) and then fixed.
+        if encoder.sender == nil { encoder.sender = record.sender }
         for frame in frames {
             do {
                 try encoder.append(frame: frame, receivedAtMicros: receivedAt)

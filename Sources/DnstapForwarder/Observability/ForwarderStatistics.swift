@@ -17,6 +17,28 @@ public enum DropReason: String, CaseIterable, Sendable {
     case tooLarge = "too_large"
 }
 
+/// Why a connection was refused (a fixed set: it labels `dnstap_connections_rejected_total`).
+/// The first four are decided at accept, before any TLS work; the TLS ones end a handshake.
+public enum RefusalReason: String, CaseIterable, Sendable {
+    /// Every slot of `-max-connections` was taken.
+    case connectionCap = "connection_cap"
+    /// The address already had `-max-connections-per-peer` connections.
+    case perPeerCap = "per_peer_cap"
+    /// The address is outside `-allow-from`.
+    case notAllowed = "not_allowed"
+    /// The process was out of file descriptors (the reserve one took the connection).
+    case outOfDescriptors = "out_of_descriptors"
+    /// The service was shutting down.
+    case shuttingDown = "shutting_down"
+    /// Mutual TLS: the client sent no certificate.
+    case noClientCertificate = "no_client_certificate"
+    /// Mutual TLS: the client's certificate is not from `-tls-client-ca-file`, or is expired or not yet valid.
+    case untrustedCertificate = "unknown_ca_or_expired"
+    /// Any other TLS failure: a plain Frame Streams client, garbage, no shared version or cipher,
+    /// a client that closed mid-handshake.
+    case tlsHandshakeFailed = "tls_handshake_failed"
+}
+
 /// The service's counters: the truth behind the periodic log line, the exit summary and (through
 /// swift-metrics) any metrics backend. Lock-free; safe from every connection at once.
 public final class ForwarderStatistics: Sendable {
@@ -37,10 +59,11 @@ public final class ForwarderStatistics: Sendable {
     private let spooledEvents = Atomic<Int>(0)
     private let spoolPendingSource = Locked<(@Sendable () -> Int)?>(nil)
     private let closed = Locked<[CloseReason: Int]>([:])
+    private let refused = Locked<[RefusalReason: Int]>([:])
     private let dropped = Locked<[DropReason: Int]>([:])
 
     private let metricAccepted: Counter
-    private let metricRejected: Counter
+    private let metricRejected: [RefusalReason: Counter]
     private let metricAcceptErrors: Counter
     private let metricFrames: Counter
     private let metricBytes: Counter
@@ -51,12 +74,18 @@ public final class ForwarderStatistics: Sendable {
     private let metricClosed: [CloseReason: Counter]
     private let metricDropped: [DropReason: Counter]
     private let metricDecodeErrors: [String: Counter]
+    private let metricTLSReloads: [Bool: Counter]
+    /// TLS certificate reloads done, and those that kept the old files because a new one did not load.
+    public let tlsReloads = Atomic<Int>(0)
+    public let tlsReloadFailures = Atomic<Int>(0)
 
     /// - Parameter metricsFactory: where the counters are also kept (the app's Prometheus registry).
     public init(metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance) {
         let factory = metricsFactory
         metricAccepted = Counter(label: "dnstap_connections_accepted_total", factory: factory)
-        metricRejected = Counter(label: "dnstap_connections_rejected_total", factory: factory)
+        metricRejected = Dictionary(uniqueKeysWithValues: RefusalReason.allCases.map {
+            ($0, Counter(label: "dnstap_connections_rejected_total", dimensions: [("reason", $0.rawValue)], factory: factory))
+        })
         metricAcceptErrors = Counter(label: "dnstap_accept_errors_total", factory: factory)
         metricFrames = Counter(label: "dnstap_frames_total", factory: factory)
         metricBytes = Counter(label: "dnstap_bytes_total", factory: factory)
@@ -70,6 +99,10 @@ public final class ForwarderStatistics: Sendable {
         metricDropped = Dictionary(uniqueKeysWithValues: DropReason.allCases.map {
             ($0, Counter(label: "dnstap_events_dropped_total", dimensions: [("reason", $0.rawValue)], factory: factory))
         })
+        metricTLSReloads = [
+            false: Counter(label: "dnstap_tls_reloads_total", dimensions: [("result", "ok")], factory: factory),
+            true: Counter(label: "dnstap_tls_reloads_total", dimensions: [("result", "failed")], factory: factory),
+        ]
         metricDecodeErrors = Dictionary(uniqueKeysWithValues: ["protobuf", "oversized_frame", "unknown_control"].map {
             ($0, Counter(label: "dnstap_decode_errors_total", dimensions: [("kind", $0)], factory: factory))
         })
@@ -80,9 +113,15 @@ public final class ForwarderStatistics: Sendable {
         metricAccepted.increment()
     }
 
-    func rejected() {
+    func rejected(_ reason: RefusalReason) {
         connectionsRejected.add(1, ordering: .relaxed)
-        metricRejected.increment()
+        refused.withLock { $0[reason, default: 0] += 1 }
+        metricRejected[reason]?.increment()
+    }
+
+    func tlsReloaded(failed: Bool) {
+        if failed { tlsReloadFailures.add(1, ordering: .relaxed) } else { tlsReloads.add(1, ordering: .relaxed) }
+        metricTLSReloads[failed]?.increment()
     }
 
     func acceptError() {
@@ -150,6 +189,7 @@ public final class ForwarderStatistics: Sendable {
     }
 
     public var closedByReason: [CloseReason: Int] { closed.withLock { $0 } }
+    public var rejectedByReason: [RefusalReason: Int] { refused.withLock { $0 } }
     public var droppedByReason: [DropReason: Int] { dropped.withLock { $0 } }
     public var droppedTotal: Int { droppedByReason.values.reduce(0, +) }
 }

@@ -42,7 +42,10 @@ public final class ForwarderApplication: Sendable {
         shutdown = ShutdownCoordinator(timeout: configuration.shutdownTimeout, clock: clock)
         let sink = try sink ?? Self.makeSink(configuration, eventLoopGroup: eventLoopGroup, statistics: statistics, logger: logger)
         self.sink = sink
-        registry = ConnectionRegistry(maxConnections: configuration.maxConnections, activity: activity)
+        // The TLS files load before anything opens: a file that does not load ends the start.
+        let tls = try configuration.tls.map(TLSCredentials.init(files:))
+        registry = ConnectionRegistry(
+            maxConnections: configuration.maxConnections, maxPerPeer: configuration.maxConnectionsPerPeer, activity: activity)
         let backpressure = BackpressureReporter(
             capacity: configuration.bufferSize, statistics: statistics, logger: logger.with(component: "buffer"))
         buffer = EventBuffer(capacity: configuration.bufferSize, timerLoop: eventLoopGroup.next()) { backpressure.paused() }
@@ -52,7 +55,7 @@ public final class ForwarderApplication: Sendable {
         let reserve = DescriptorReserve()
         listener = DnstapListener(
             settings: .init(configuration: configuration), registry: registry, buffer: buffer, statistics: statistics,
-            resolutionMap: resolutionMap, shutdown: shutdown, group: eventLoopGroup, reserve: reserve,
+            resolutionMap: resolutionMap, tls: tls, shutdown: shutdown, group: eventLoopGroup, reserve: reserve,
             logger: logger.with(component: "listener"))
         reporter = StatisticsReporter(
             statistics: statistics, registry: registry, buffer: buffer, interval: configuration.statsInterval,
@@ -73,6 +76,9 @@ public final class ForwarderApplication: Sendable {
         metrics.addGauge("dnstap_resolution_map_capacity") { resolutionMap.settings.capacity }
         metrics.addGauge("dnstap_listening") { listener.isListening ? 1 : 0 }
         metrics.addGauge("dnstap_output_ready") { sink.readiness == .ready ? 1 : 0 }
+        if let tls {
+            metrics.addGauge("dnstap_tls_certificate_expiry_timestamp_seconds") { Int(tls.current.notValidAfter) }
+        }
         if let address = configuration.adminListen {
             let api = AdminAPI(
                 statistics: statistics, registry: registry, buffer: buffer, resolutionMap: resolutionMap,
