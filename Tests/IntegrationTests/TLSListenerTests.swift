@@ -248,4 +248,37 @@ struct TLSListenerTests {
             #expect(event["sender"] as? String == expected, "\(event)")
         }
     }
+
+    @Test("the binary: SIGHUP reloads the certificates and the service goes on; a TLS file that does not load stops the start (exit 1)")
+    func binary() async throws {
+        let directory = try TemporaryDirectory()
+        let certificates = try await TestCertificates.make(in: directory.path)
+        let common = ["-unix-socket", "", "-tcp-listen", "127.0.0.1:0", "-admin-listen", "", "-stats-interval", "0"]
+
+        let wrongKey = try await within(30, "exit") {
+            try await run(ShutdownTests.binary, common + [
+                "-tls-cert-file", certificates.serverCertificate, "-tls-key-file", certificates.resolver.key])
+        }
+        #expect(wrongKey.status == 1, "\(wrongKey.output)")
+        #expect(wrongKey.output.contains(certificates.serverCertificate) && wrongKey.output.contains("key"), "\(wrongKey.output)")
+        let missing = try await within(30, "exit") {
+            try await run(ShutdownTests.binary, common + ["-tls-cert-file", directory.path + "/none.crt", "-tls-key-file", certificates.serverKey])
+        }
+        #expect(missing.status == 1 && missing.output.contains(directory.path + "/none.crt"), "\(missing.output)")
+        let halfConfigured = try await within(30, "exit") {
+            try await run(ShutdownTests.binary, common + ["-tls-cert-file", certificates.serverCertificate])
+        }
+        #expect(halfConfigured.status == 2 && halfConfigured.output.contains("-tls-key-file"), "\(halfConfigured.output)")
+
+        let forwarder = try WatchedProcess(ShutdownTests.binary, common + [
+            "-tls-cert-file", certificates.serverCertificate, "-tls-key-file", certificates.serverKey,
+            "-tls-client-ca-file", certificates.caCertificate,
+        ])
+        #expect(try await within(30, "listening") { await forwarder.waitFor("listening for dnstap") }, "\(forwarder.text)")
+        forwarder.signal(SIGHUP)
+        #expect(try await within(30, "the reload") { await forwarder.waitFor("cause=SIGHUP") }, "\(forwarder.text)")
+        #expect(forwarder.text.contains("TLS certificates reloaded"), "\(forwarder.text)")
+        forwarder.signal(SIGTERM)
+        #expect(try await within(30, "exit") { await forwarder.waitForExit() } == 0, "\(forwarder.text)")
+    }
 }

@@ -12,6 +12,11 @@ Loopback and temp unix sockets only; every loop is bounded in count and time. Ph
            errors logged at a bounded rate, no busy loop, and it serves again once the flood ends.
   kill9    a real Unbound sending dnstap is killed with SIGKILL mid-stream and restarted: the
            broken stream is counted, its whole frames kept, the new connection accepted.
+  tls      a forwarder with mutual TLS and a cap of 40: 6 senders with client certificates stream
+           while 1,700 hostile connections arrive (garbage before the handshake, TLS without a
+           certificate, plain Frame Streams, ClientHellos that stop halfway, bursts past the cap):
+           every hostile one refused or closed by the handshake timeout and counted, the senders
+           lose no frame and are named by their certificates, no slot or fd held afterwards.
 Prints the figures and exits non-zero if any check failed.
 """
 import json
@@ -19,6 +24,7 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -477,6 +483,161 @@ def kill9(fwd, template, work):
     figure("kill -9 Unbound: frames before the kill / events kept / reconnected", "%d / %d / %s" % (frames, written, "yes" if after["connections"]["accepted"] > mid["connections"]["accepted"] else "no"))
 
 
+def make_certificates(work):
+    """A CA, a server certificate for 127.0.0.1 and a sender's certificate, with openssl."""
+    def openssl(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
+    d = os.path.join(work, "tls")
+    os.makedirs(d)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", d + "/ca.key", "-out", d + "/ca.crt", "-days", "2", "-subj", "/CN=soak CA")
+    for name, ext in [("server", "subjectAltName=IP:127.0.0.1"), ("sender", "subjectAltName=DNS:soak-sender.example")]:
+        openssl("req", "-new", *ec, "-keyout", "%s/%s.key" % (d, name), "-out", "%s/%s.csr" % (d, name), "-subj", "/CN=" + name)
+        with open("%s/%s.ext" % (d, name), "w") as f:
+            f.write(ext + "\n")
+        openssl("x509", "-req", "-in", "%s/%s.csr" % (d, name), "-CA", d + "/ca.crt", "-CAkey", d + "/ca.key",
+                "-CAcreateserial", "-out", "%s/%s.crt" % (d, name), "-days", "2", "-extfile", "%s/%s.ext" % (d, name))
+    return d
+
+
+def tls_abuse(binary, work):
+    print("tls: mutual TLS, a cap of 40; 6 senders stream while 1,700 hostile connections arrive", flush=True)
+    certs = make_certificates(work)
+    port = free_port()
+    fwd = Forwarder(binary, work, "tls", [
+        "-tcp-listen", "127.0.0.1:%d" % port, "-tls-cert-file", certs + "/server.crt", "-tls-key-file", certs + "/server.key",
+        "-tls-client-ca-file", certs + "/ca.crt", "-max-connections", "40", "-handshake-timeout", "2s", "-buffer-size", "10000"])
+    try:
+        fds_before = fwd.proc("fds")
+
+        def context(with_certificate):
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.load_verify_locations(certs + "/ca.crt")
+            ctx.check_hostname = False
+            if with_certificate:
+                ctx.load_cert_chain(certs + "/sender.crt", certs + "/sender.key")
+            return ctx
+
+        def tcp():
+            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            return sock
+
+        frames, senders = 3000, 6
+        delivered = []
+
+        def sender(index):
+            ctx = context(True)
+            for attempt in range(200):  # the cap can be full of hostile connections: retry
+                try:
+                    with ctx.wrap_socket(tcp()) as sock:
+                        sock.sendall(control(READY))
+                        if read_control(sock) != ACCEPT:
+                            raise OSError("no ACCEPT")
+                        sock.sendall(control(START))
+                        for first in range(0, frames, 500):
+                            sock.sendall(b"".join(data_frame("tls-%d" % index, first + i) for i in range(500)))
+                        sock.sendall(control(STOP, False))
+                        if read_control(sock) == FINISH:
+                            delivered.append(index)
+                            return
+                except (OSError, ssl.SSLError):
+                    time.sleep(0.05)
+
+        hostile_counts = {"garbage": 0, "no-certificate": 0, "plain": 0, "half-hello": 0, "silent": 0}
+        lock = threading.Lock()
+
+        def hostile(kind, count):
+            ctx = context(False)
+            for _ in range(count):
+                try:
+                    sock = tcp()
+                    if kind == "garbage":
+                        sock.sendall(os.urandom(300))
+                    elif kind == "no-certificate":
+                        try:
+                            with ctx.wrap_socket(sock) as tls_sock:
+                                tls_sock.sendall(control(READY))
+                                read_control(tls_sock)
+                        except (OSError, ssl.SSLError):
+                            pass
+                    elif kind == "plain":
+                        sock.sendall(control(READY))
+                    try:
+                        while sock.recv(4096):
+                            pass
+                    except OSError:
+                        pass
+                    sock.close()
+                except OSError:
+                    pass
+                with lock:
+                    hostile_counts[kind] += 1
+
+        def burst(kind, first_bytes):
+            # Connections opened at once and held (silent, or stopped halfway through a ClientHello)
+            # until the forwarder closes them: those inside the cap by the handshake timeout.
+            for _ in range(4):
+                held = []
+                for _ in range(100):
+                    try:
+                        sock = tcp()
+                        if first_bytes:
+                            sock.sendall(first_bytes)
+                        held.append(sock)
+                    except OSError:
+                        pass
+                for sock in held:
+                    try:
+                        sock.recv(1)
+                    except OSError:
+                        pass
+                    sock.close()
+                with lock:
+                    hostile_counts[kind] += len(held)
+
+        before = fwd.stats()["connections"]
+        threads = [threading.Thread(target=sender, args=(i,)) for i in range(senders)]
+        threads += [threading.Thread(target=hostile, args=(kind, 300)) for kind in ("garbage", "no-certificate", "plain")]
+        half_hello = bytes([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC, 0x03])
+        threads += [threading.Thread(target=burst, args=("silent", None)), threading.Thread(target=burst, args=("half-hello", half_hello))]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        seconds = time.monotonic() - started
+        fwd.wait_idle(out=senders * frames)
+        after = fwd.stats()["connections"]
+        hostile_total = sum(hostile_counts.values())
+        refused = after["rejected"] - before["rejected"]
+        timeouts = after["closed"]["handshake_timeout"] - before["closed"].get("handshake_timeout", 0)
+        by_reason = {k: after["rejected_by_reason"][k] - before["rejected_by_reason"].get(k, 0) for k in after["rejected_by_reason"]}
+        check(fwd.process.poll() is None, "the TLS forwarder stayed up")
+        check(sorted(delivered) == list(range(senders)), "all %d mTLS senders finished their sessions" % senders)
+        events = fwd.events_by_identity()
+        check(all(events.get("tls-%d" % i, 0) >= frames for i in range(senders)),
+              "every sender's %d frames written: %s" % (frames, sorted(events.items())))
+        named = set()
+        with open(fwd.events_path, "rb") as lines:
+            for line in lines:
+                named.add(json.loads(line).get("sender"))
+        check(named == {"soak-sender.example"}, "every event's sender is the certificate's name: %s" % sorted(map(str, named)))
+        check(refused + timeouts >= hostile_total,
+              "every hostile connection refused or timed out: %d refused + %d timeouts for %d hostile" % (refused, timeouts, hostile_total))
+        check(by_reason.get("no_client_certificate", 0) > 0 and by_reason.get("tls_handshake_failed", 0) > 0,
+              "refusals by reason: %s" % by_reason)
+        check(after["active"] == 0, "no slot held afterwards")
+        fds_after = fwd.proc("fds")
+        check(fds_after == fds_before, "open fds back at the baseline: %d before, %d after" % (fds_before, fds_after))
+        figure("tls: hostile connections (%.0f s)" % seconds, "%d: %s" % (hostile_total, hostile_counts))
+        figure("tls: refused by reason / handshake timeouts", "%s / %d" % (by_reason, timeouts))
+        figure("tls: RSS after (MiB)", "%.1f" % fwd.proc("rss_mib"))
+        check(fwd.stop() == 0, "the TLS forwarder exits 0 after SIGTERM")
+    finally:
+        if fwd.process.poll() is None:
+            fwd.process.kill()
+
+
 def main():
     binary, template = sys.argv[1], sys.argv[2]
     work = tempfile.mkdtemp(prefix="dtf-soak.")
@@ -493,6 +654,7 @@ def main():
         peak = max(peak, fwd.proc("rss_mib"))
         kill9(fwd, template, work)
         fd_limit(binary, work)
+        tls_abuse(binary, work)
         cpu_before = fwd.proc("cpu_seconds")
         time.sleep(5)  # a measuring window: CPU while idle
         idle_cpu = (fwd.proc("cpu_seconds") - cpu_before) / 5 * 100

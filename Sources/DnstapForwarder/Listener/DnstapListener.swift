@@ -60,6 +60,9 @@ public final class DnstapListener: Service {
     private let reserve: DescriptorReserve
     /// The TLS context of the TCP listener (nil: plain Frame Streams).
     public let tls: TLSCredentials?
+    /// SIGHUP, trapped from `bind()` on (with TLS): a SIGHUP once the service says it is listening
+    /// reloads the certificates, never ends the process.
+    private let reloadSignals = Locked<UnixSignalsSequence?>(nil)
 
     public init(
         settings: Settings, registry: ConnectionRegistry, buffer: EventBuffer, statistics: ForwarderStatistics,
@@ -98,6 +101,10 @@ public final class DnstapListener: Service {
         } catch {
             bound.publish(.failure(error))
             throw error
+        }
+        if tls != nil {
+            let signals = await UnixSignalsSequence(trapping: .sighup)
+            reloadSignals.withLock { $0 = signals }
         }
         pending.withLock { $0 = servers }
         self.servers.withLock { $0 = servers.map(\.channel) }
@@ -434,9 +441,9 @@ public final class DnstapListener: Service {
     /// Reloads the TLS files when they change (a look every `tlsWatchInterval`) and on SIGHUP.
     private func watchCertificates(_ tls: TLSCredentials) async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await _ in await UnixSignalsSequence(trapping: .sighup) {
-                    self.reloadCertificates(tls, force: true, cause: "SIGHUP")
+            if let signals = reloadSignals.withLock({ $0 }) {
+                group.addTask {
+                    for await _ in signals { self.reloadCertificates(tls, force: true, cause: "SIGHUP") }
                 }
             }
             group.addTask {
