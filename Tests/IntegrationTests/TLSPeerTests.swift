@@ -72,16 +72,17 @@ struct TLSPeerTests {
     static func stunnelConfig(socket: String, forwarder: String, certificates: TestCertificates) throws -> String {
         let template = try String(
             contentsOf: packageRoot.appendingPathComponent("config/stunnel/dnstap-client.conf"), encoding: .utf8)
-        let values = [
-            "/run/dnstap/dnstap.sock": socket, "dnstap-forwarder.example.net:6000": forwarder,
-            "dnstap-forwarder.example.net": TestCertificates.serverName,
-            "/etc/stunnel/dnstap/resolver.crt": certificates.resolver.certificate,
-            "/etc/stunnel/dnstap/resolver.key": certificates.resolver.key,
-            "/etc/stunnel/dnstap/ca.crt": certificates.caCertificate,
-            "setuid = bind\n": "", "setgid = bind\n": "", "pid = /run/stunnel-dnstap.pid": "pid =",
-            "foreground = no": "foreground = yes",
+        // In order: the connect address before the bare name in it.
+        let values: [(String, String)] = [
+            ("/run/dnstap/dnstap.sock", socket), ("dnstap-forwarder.example.net:6000", forwarder),
+            ("dnstap-forwarder.example.net", TestCertificates.serverName),
+            ("/etc/stunnel/dnstap/resolver.crt", certificates.resolver.certificate),
+            ("/etc/stunnel/dnstap/resolver.key", certificates.resolver.key),
+            ("/etc/stunnel/dnstap/ca.crt", certificates.caCertificate),
+            ("setuid = bind\n", ""), ("setgid = bind\n", ""), ("pid = /run/stunnel-dnstap.pid", "pid ="),
+            ("foreground = no", "foreground = yes"),
         ]
-        return values.reduce(template) { text, pair in text.replacingOccurrences(of: pair.key, with: pair.value) }
+        return values.reduce(template) { text, pair in text.replacingOccurrences(of: pair.0, with: pair.1) }
     }
 
     @Test("BIND through stunnel4 with a client certificate (the recipe for resolvers without dnstap TLS)")
@@ -104,8 +105,12 @@ struct TLSPeerTests {
             let arguments = try ResolverSpec.bind.configure(directory.path, port, socket, 0)
             let resolver = try WatchedProcess(named, arguments)
             try await Self.ask(port, until: resolver, name: "named")
-            try await within(60, "BIND's events through stunnel") {
-                await forwarder.sink.waitUntil { Self.responses($0).count >= 3 }
+            do {
+                try await within(60, "BIND's events through stunnel") {
+                    await forwarder.sink.waitUntil { Self.responses($0).count >= 3 }
+                }
+            } catch {
+                throw TestError.failed("\(error): stunnel: \(tunnel.text)\nnamed: \(resolver.text.suffix(3000))")
             }
             resolver.signal(SIGTERM)
             _ = try await within(30, "named to stop") { await resolver.waitForExit() }
