@@ -5,6 +5,9 @@
 #   dnstap -u SOCK -j            golang-dnstap decoding to JSON (the usual collector)
 #   dnstap-forwarder             decoding to JSON lines on stdout (> /dev/null), resolution map on
 #   dnstap-forwarder (map off)   the same with -resolution-map-size 0: what the map costs
+#   forwarder-tcp                the same over TCP (fstrm_replay -a/-p) instead of the unix socket
+#   forwarder-tls                over TCP with mutual TLS: fstrm_replay → stunnel4 (client mode, the
+#                                README's recipe, its CPU not counted) → the forwarder's TLS listener
 # The sender is libfstrm's fstrm_replay, which waits for FINISH, so sender time = intake time.
 # Then: the event encoder's cost per message alone (encoder-bench: one thread, no I/O); resident
 # memory with 500 idle connections open, before/while/after a replay; the resolution map's memory
@@ -41,12 +44,27 @@ receiver_pid=; hec_pid=
 cleanup() {
   [ -n "$receiver_pid" ] && kill "$receiver_pid" 2>/dev/null
   [ -n "$hec_pid" ] && kill "$hec_pid" 2>/dev/null
+  [ -n "$tunnel_pid" ] && kill "$tunnel_pid" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
 replay_args=(); for _ in $(seq "$repeat"); do replay_args+=(-r "$capture"); done
 # Every forwarder run: quiet, and its admin API on an ephemeral port (on, as in production).
 fwd=(-stats-interval 0 -log-level warn -admin-listen 127.0.0.1:0)
+# Certificates for the TLS runs (a CA, the forwarder's for 127.0.0.1, a sender's), as the README makes them.
+tls=$work/tls; mkdir -p "$tls"
+(
+  cd "$tls"; ec="-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+  openssl req -x509 $ec -keyout ca.key -out ca.crt -days 2 -subj "/CN=bench CA"
+  for n in server sender; do
+    openssl req -new $ec -keyout $n.key -out $n.csr -subj "/CN=$n"
+    [ $n = server ] && echo "subjectAltName=DNS:bench-forwarder,IP:127.0.0.1" > $n.ext || echo "subjectAltName=DNS:bench-sender" > $n.ext
+    openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile $n.ext -out $n.crt
+  done
+) >/dev/null 2>&1
+tunnel_pid=
+# wait_port PORT: until something listens on 127.0.0.1:PORT.
+wait_port() { for _ in $(seq 200); do ss -Hltn "sport = :$1" | grep -q . && return; sleep 0.05; done; }
 
 # run_once NAME: start the receiver on $work/s.sock, replay, stop it; prints "msgs_per_s peak_kib
 # receiver_cpu sender_cpu", CPU (user + system) in microseconds a message.
@@ -60,12 +78,29 @@ run_once() {
     dnstap-forwarder) /usr/bin/time -f "%M %U %S" -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" \
       -resolution-ttl-min 8760h -resolution-ttl-max 8760h >/dev/null 2>"$work/fwd.log" & ;;
     map-off) /usr/bin/time -f "%M %U %S" -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" -resolution-map-size 0 >/dev/null 2>"$work/fwd.log" & ;;
+    forwarder-tcp|forwarder-tls)
+      local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+      local secure=()
+      [ "$name" = forwarder-tls ] && secure=(-tls-cert-file "$tls/server.crt" -tls-key-file "$tls/server.key" -tls-client-ca-file "$tls/ca.crt")
+      /usr/bin/time -f "%M %U %S" -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "" -tcp-listen "127.0.0.1:$port" "${secure[@]}" \
+        -resolution-ttl-min 8760h -resolution-ttl-max 8760h >/dev/null 2>"$work/fwd.log" & ;;
   esac
   receiver_pid=$!
-  for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
+  local target=(-u "$sock")
+  case $name in
+    forwarder-tcp) wait_port "$port"; target=(-a 127.0.0.1 -p "$port") ;;
+    forwarder-tls)
+      wait_port "$port"
+      printf 'foreground = yes\npid =\n[dnstap]\nclient = yes\naccept = %s\nconnect = 127.0.0.1:%s\ncert = %s\nkey = %s\nCAfile = %s\nverifyChain = yes\ncheckHost = bench-forwarder\n' \
+        "$sock" "$port" "$tls/sender.crt" "$tls/sender.key" "$tls/ca.crt" > "$work/stunnel.conf"
+      stunnel4 "$work/stunnel.conf" 2>"$work/stunnel.log" & tunnel_pid=$!
+      for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done ;;
+    *) for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done ;;
+  esac
   local t0 t1; t0=$(date +%s.%N)
-  /usr/bin/time -f "%U %S" -o "$work/sender" fstrm_replay -t protobuf:dnstap.Dnstap -u "$sock" "${replay_args[@]}"
+  /usr/bin/time -f "%U %S" -o "$work/sender" fstrm_replay -t protobuf:dnstap.Dnstap "${target[@]}" "${replay_args[@]}"
   t1=$(date +%s.%N)
+  if [ -n "$tunnel_pid" ]; then kill "$tunnel_pid" 2>/dev/null; wait "$tunnel_pid" 2>/dev/null || true; tunnel_pid=; fi
   # SIGINT to time(1)'s child: the receiver. (golang-dnstap and fstrm_capture stop on SIGINT.)
   pkill -INT -P "$receiver_pid" 2>/dev/null || true
   wait "$receiver_pid" 2>/dev/null || true; receiver_pid=
@@ -82,7 +117,7 @@ printf '%-18s %36s %10s %14s %10s %10s\n' receiver "msgs/s (each run)" median "p
 # Interleaved: each run sends the replay to every receiver in turn, so that the ratios compare
 # receivers measured minutes apart at most (this VM's speed drifts), and the map's cost is the
 # median of adjacent on/off pairs.
-receivers=(fstrm_capture golang-dnstap dnstap-forwarder map-off)
+receivers=(fstrm_capture golang-dnstap dnstap-forwarder map-off forwarder-tcp forwarder-tls)
 declare -A results
 for _ in $(seq "$runs"); do
   for name in "${receivers[@]}"; do results[$name]+="$(run_once "$name")"$'\n'; done
@@ -100,6 +135,13 @@ for pair in "dnstap-forwarder golang-dnstap" "dnstap-forwarder fstrm_capture" "d
   set -- $pair
   each=$(ratios "$1" "$2")
   printf '%s / %s: each run %s, median %s\n' "$1" "$2" "$(echo "$each" | paste -sd' ')" "$(echo "$each" | median)"
+done
+# CPU a message, per-run ratios: what TCP and TLS cost next to the unix socket, and the peers.
+cpu_ratios() { paste <(printf '%s' "${results[$1]}" | awk '{print $3}') <(printf '%s' "${results[$2]}" | awk '{print $3}') | awk '{ printf "%.2f\n", $1 / $2 }'; }
+for pair in "dnstap-forwarder fstrm_capture" "dnstap-forwarder golang-dnstap" "forwarder-tcp dnstap-forwarder" "forwarder-tls forwarder-tcp"; do
+  set -- $pair
+  each=$(cpu_ratios "$1" "$2")
+  printf 'CPU/msg %s / %s: each run %s, median %s\n' "$1" "$2" "$(echo "$each" | paste -sd' ')" "$(echo "$each" | median)"
 done
 "$encoder_bench" "$capture"
 "$map_bench" --entries 1000000

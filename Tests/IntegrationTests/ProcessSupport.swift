@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import DnstapForwarder
 
 /// A long-running child process whose output is watched for lines, so a test can wait for an
 /// event ("start of service") instead of sleeping.
@@ -8,7 +8,7 @@ final class WatchedProcess: Sendable {
     private let box = OutputBox()
 
     private final class OutputBox: Sendable {
-        let state = Mutex(OutputState())
+        let state = Locked(OutputState())
     }
 
     private struct OutputState {
@@ -92,7 +92,7 @@ final class WatchedProcess: Sendable {
 /// Counts the lines a process writes to a pipe; a test can wait for a count.
 final class LineCounter: Sendable {
     let pipe = Pipe()
-    private let state = Mutex<(lines: Int, ended: Bool, waiters: [(Int, CheckedContinuation<Void, Never>)])>((0, false, []))
+    private let state = Locked<(lines: Int, ended: Bool, waiters: [(Int, CheckedContinuation<Void, Never>)])>((0, false, []))
 
     init() {
         readUntilEnd(pipe) { [self] data in

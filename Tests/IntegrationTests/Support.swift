@@ -3,7 +3,6 @@ import DnstapForwarderTesting
 import Foundation
 import Logging
 import NIOCore
-import Synchronization
 import Testing
 
 /// A forwarder running in this process with an in-memory sink.
@@ -97,9 +96,9 @@ func within<T: Sendable>(_ seconds: Double, _ what: String, _ body: @escaping @S
 
 /// `within`'s shared state: whichever of the body and the bound finishes first resumes the caller.
 private final class BoundedWait<T: Sendable>: Sendable {
-    let waiting = Mutex<CheckedContinuation<T, any Error>?>(nil)
-    let timer = Mutex<Task<Void, Never>?>(nil)
-    let work = Mutex<Task<Void, Never>?>(nil)
+    let waiting = Locked<CheckedContinuation<T, any Error>?>(nil)
+    let timer = Locked<Task<Void, Never>?>(nil)
+    let work = Locked<Task<Void, Never>?>(nil)
 
     func finish(with result: Result<T, any Error>) {
         guard let continuation = waiting.withLock({ $0.take() }) else { return }

@@ -22,6 +22,7 @@ public struct StatisticsReporter: Service {
             "active": "\(registry.active)",
             "accepted": "\(statistics.connectionsAccepted.load(ordering: .relaxed))",
             "rejected": "\(statistics.connectionsRejected.load(ordering: .relaxed))",
+            "rejected_by_reason": "\(Self.list(RefusalReason.allCases, statistics.rejectedByReason))",
             "accept_errors": "\(statistics.acceptErrors.load(ordering: .relaxed))",
             "closed": "\(Self.list(CloseReason.allCases, closed))",
             "frames": "\(statistics.frames.load(ordering: .relaxed))",
