@@ -157,7 +157,7 @@ struct TLSListenerTests {
         _ = try await withForwarder({
             Self.tlsConfiguration(certificates)(&$0)
             $0.maxConnections = 3
-            $0.handshakeTimeout = .seconds(1)
+            $0.handshakeTimeout = .seconds(2)
         }) { forwarder in
             let address = forwarder.tcpAddress!
             var flood: [FrameStreamsTestClient] = []
@@ -170,8 +170,12 @@ struct TLSListenerTests {
                 for client in opened { await client.waitForClose() }
             }
             await forwarder.application.registry.waitUntilActive(atMost: 0)
-            #expect(forwarder.statistics.rejectedByReason[.connectionCap] == 5)
-            #expect(forwarder.statistics.closedByReason[.handshakeTimeout] == 3)
+            // Each one either found the cap full or held a slot until the timeout. (Where the first
+            // ones time out before the last connect, as under ThreadSanitizer, more get a slot.)
+            let capped = forwarder.statistics.rejectedByReason[.connectionCap] ?? 0
+            let timedOut = forwarder.statistics.closedByReason[.handshakeTimeout] ?? 0
+            #expect(capped + timedOut == 8, "\(capped) at the cap, \(timedOut) timed out")
+            #expect(capped >= 1 && timedOut >= 3, "\(capped) at the cap, \(timedOut) timed out")
             #expect(forwarder.statistics.rejectedByReason[.tlsHandshakeFailed] == nil, "a timeout is counted as a timeout")
             // Nothing held: a real sender gets in at once.
             let sender = try await FrameStreamsTestClient.connect(
