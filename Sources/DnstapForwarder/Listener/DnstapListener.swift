@@ -191,7 +191,11 @@ public final class DnstapListener: Service {
             return server
         case .tcp(let host, let port):
             let transport: ConnectionTransport = tls == nil ? .tcp : .tls
+            // swift-nio-ssl hands on what it decrypted in one read cycle as one buffer, and the
+            // connection queues up to 8 of them: 16 reads a cycle would let one TLS connection
+            // hold tens of MiB under load. Two keep it near a plain connection's.
             return try await bootstrap
+                .childChannelOption(.maxMessagesPerRead, value: UInt(tls == nil ? 16 : 2))
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .bind(host: host, port: port) { channel in
                     self.initializeChild(channel, transport: transport)
