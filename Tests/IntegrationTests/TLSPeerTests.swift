@@ -22,6 +22,16 @@ struct TLSPeerTests {
         }
     }
 
+    /// Every event came from the resolver (its identity) and is named by its certificate (the
+    /// sender); the names dig asked are among the responses.
+    static func expectNamedBySender(_ lines: [String], identity: String) {
+        let events = TLSListenerTests.events(lines)
+        #expect(!events.isEmpty)
+        #expect(events.allSatisfy { $0["sender"] as? String == "resolver1.example" }, "\(events.first ?? [:])")
+        #expect(events.allSatisfy { $0["identity"] as? String == identity })
+        #expect(Set(responses(lines).compactMap { $0["query"] as? String }).isSuperset(of: ["host1.fwd.test", "cdn1.fwd.test"]))
+    }
+
     static func responses(_ lines: [String]) -> [[String: Any]] {
         TLSListenerTests.events(lines).filter { $0["dnstap_type"] as? String == "CLIENT_RESPONSE" }
     }
@@ -59,11 +69,7 @@ struct TLSPeerTests {
             #expect(forwarder.statistics.connectionsRejected.load(ordering: .relaxed) == 0)
             return forwarder.sink.lines
         }
-        let events = TLSListenerTests.events(lines)
-        #expect(!events.isEmpty)
-        #expect(events.allSatisfy { $0["sender"] as? String == "resolver1.example" }, "\(events.first ?? [:])")
-        #expect(events.allSatisfy { $0["identity"] as? String == "test-unbound" })
-        #expect(Set(Self.responses(lines).compactMap { $0["query"] as? String }).isSuperset(of: ["host1.fwd.test", "cdn1.fwd.test"]))
+        Self.expectNamedBySender(lines, identity: "test-unbound")
         #expect(summary.undelivered == 0)
     }
 
@@ -118,11 +124,7 @@ struct TLSPeerTests {
             #expect(forwarder.statistics.connectionsRejected.load(ordering: .relaxed) == 0, "\(tunnel.text)")
             return forwarder.sink.lines
         }
-        let events = TLSListenerTests.events(lines)
-        #expect(!events.isEmpty)
-        #expect(events.allSatisfy { $0["sender"] as? String == "resolver1.example" }, "\(events.first ?? [:])")
-        #expect(events.allSatisfy { $0["identity"] as? String == "test-bind" })
-        #expect(Set(Self.responses(lines).compactMap { $0["query"] as? String }).isSuperset(of: ["host1.fwd.test", "cdn1.fwd.test"]))
+        Self.expectNamedBySender(lines, identity: "test-bind")
         #expect(summary.undelivered == 0)
     }
 }

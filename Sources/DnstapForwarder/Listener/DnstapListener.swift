@@ -3,7 +3,6 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import ServiceLifecycle
-import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
@@ -60,9 +59,8 @@ public final class DnstapListener: Service {
     private let reserve: DescriptorReserve
     /// The TLS context of the TCP listener (nil: plain Frame Streams).
     public let tls: TLSCredentials?
-    /// SIGHUP, trapped from `bind()` on (with TLS): a SIGHUP once the service says it is listening
-    /// reloads the certificates, never ends the process.
-    private let reloadSignals = Locked<UnixSignalsSequence?>(nil)
+    /// With TLS: reloads the certificates on SIGHUP (trapped from `bind()` on) and when they change.
+    private let reloader = Locked<CertificateReloader?>(nil)
 
     public init(
         settings: Settings, registry: ConnectionRegistry, buffer: EventBuffer, statistics: ForwarderStatistics,
@@ -102,9 +100,10 @@ public final class DnstapListener: Service {
             bound.publish(.failure(error))
             throw error
         }
-        if tls != nil {
-            let signals = await UnixSignalsSequence(trapping: .sighup)
-            reloadSignals.withLock { $0 = signals }
+        if let tls {
+            let reloader = await CertificateReloader(
+                tls: tls, interval: settings.tlsWatchInterval, statistics: statistics, logger: logger)
+            self.reloader.withLock { $0 = reloader }
         }
         pending.withLock { $0 = servers }
         self.servers.withLock { $0 = servers.map(\.channel) }
@@ -131,8 +130,8 @@ public final class DnstapListener: Service {
                     group.addTask { try await self.acceptLoop(server) }
                 }
                 group.addTask { await self.sweepLoop() }
-                if let tls = self.tls {
-                    group.addTask { await self.watchCertificates(tls) }
+                if let reloader = self.reloader.withLock({ $0 }) {
+                    group.addTask { await reloader.run { await self.shutdown.waitUntilBegun() } }
                 }
             }
         } onGracefulShutdown: {
@@ -343,7 +342,7 @@ public final class DnstapListener: Service {
         var logger = self.logger
         logger[metadataKey: "connection.id"] = "\(record.id)"
         logger[metadataKey: "peer"] = "\(record.peer)"
-        if record.transport == .unix { record.setSender(await Self.peerCredentials(record.channel)) }
+        if record.transport == .unix { record.setSender(await UnixPeerCredentials.sender(of: record.channel)) }
         // A TLS connection is logged as opened once its handshake names the sender.
         if record.transport != .tls { logOpened(record) }
         var session = FrameStreamsSession(record: record, maxFrameSize: settings.maxFrameSize, statistics: statistics, logger: logger)
@@ -422,62 +421,6 @@ public final class DnstapListener: Service {
         if refused > 0 {
             statistics.dropped(refused, reason: .shutdown)
             logger.error("events arrived after the output closed; dropped", metadata: ["events": "\(refused)"])
-        }
-    }
-
-    /// The unix socket peer's credentials (`SO_PEERCRED`), as `uid=N`.
-    static func peerCredentials(_ channel: any Channel) async -> String {
-        guard let provider = channel as? any SocketOptionProvider else { return "uid=?" }
-        let credentials: PeerCredentials? = try? await provider.unsafeGetSocketOption(
-            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED)).get()
-        return credentials.map { "uid=\($0.uid)" } ?? "uid=?"
-    }
-
-    /// Linux's `struct ucred` (which Glibc's module hides behind _GNU_SOURCE): pid, uid, gid.
-    struct PeerCredentials: Sendable {
-        var pid: Int32
-        var uid: UInt32
-        var gid: UInt32
-    }
-
-    // MARK: - TLS certificates
-
-    /// Reloads the TLS files when they change (a look every `tlsWatchInterval`) and on SIGHUP.
-    private func watchCertificates(_ tls: TLSCredentials) async {
-        await withTaskGroup(of: Void.self) { group in
-            if let signals = reloadSignals.withLock({ $0 }) {
-                group.addTask {
-                    for await _ in signals { self.reloadCertificates(tls, force: true, cause: "SIGHUP") }
-                }
-            }
-            group.addTask {
-                while !Task.isCancelled && !self.shutdown.isShuttingDown {
-                    try? await Task.sleep(for: .nanoseconds(self.settings.tlsWatchInterval.nanoseconds))
-                    if Task.isCancelled { return }
-                    self.reloadCertificates(tls, force: false, cause: "files changed")
-                }
-            }
-            // Both end with the listener: cancelled when its other work ends.
-            await shutdown.waitUntilBegun()
-            group.cancelAll()
-        }
-    }
-
-    private func reloadCertificates(_ tls: TLSCredentials, force: Bool, cause: String) {
-        switch tls.reload(force: force) {
-        case .unchanged:
-            break
-        case .reloaded:
-            statistics.tlsReloaded(failed: false)
-            logger.info(
-                "TLS certificates reloaded; new connections use them",
-                metadata: ["cause": "\(cause)", "certificate": "\(tls.current.name)",
-                           "valid_until": "\(RFC3339.string(micros: tls.current.notValidAfter * 1_000_000))"])
-        case .failed(let error):
-            statistics.tlsReloaded(failed: true)
-            logger.error(
-                "TLS certificates not reloaded: a new file does not load; the old ones stay in use",
-                metadata: ["cause": "\(cause)", "error": "\(error)"])
         }
     }
 
