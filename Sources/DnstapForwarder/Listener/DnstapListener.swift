@@ -256,30 +256,25 @@ public final class DnstapListener: Service {
                 channel.close(promise: nil)
                 return .rejected
             }
+            // The record first: the TLS handler names it once the handshake is done. Whatever fails
+            // from here closes it, which frees the slots taken above.
+            let record = registry.open(peer: peer, transport: transport, channel: channel)
             do {
                 if transport == .tls, let tls {
-                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
+                    let session = TLSSessionHandler(
+                        record: record, onVerified: { [self] in logOpened($0) },
+                        onRefused: { [self] record, reason, detail in logRefusal(reason, peer: record.peer, detail: detail) })
+                    try channel.pipeline.syncOperations.addHandlers([NIOSSLServerHandler(context: tls.context), session])
+                } else if transport == .tcp {
+                    record.setSender(address ?? peer)
                 }
                 let wrapped = try ConnectionChannel(
                     wrappingChannelSynchronously: channel,
                     configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
-                let record = registry.open(peer: peer, transport: transport, channel: channel)
-                if transport == .tls {
-                    let handler = TLSSessionHandler(
-                        record: record, onVerified: { [self] in logOpened($0) },
-                        onRefused: { [self] record, reason, detail in
-                            logRefusal(reason, peer: record.peer, detail: detail)
-                        })
-                    let ssl = try channel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
-                    try channel.pipeline.syncOperations.addHandler(handler, position: .after(ssl))
-                } else if transport == .tcp {
-                    record.setSender(address ?? peer)
-                }
                 statistics.accepted()
                 return .connection(wrapped, record)
             } catch {
-                registry.releaseReservation()
-                registry.releasePeer(address)
+                registry.close(record, reason: .ioError)
                 throw error
             }
         }
@@ -388,12 +383,11 @@ public final class DnstapListener: Service {
         } catch {
             end = (.ioError, "\(error)")
         }
-        if let refusal = record.refusal {
-            end = (.tlsRefused, refusal.detail)
-        }
+        let refusal = record.refusal
+        if let refusal { end = (.tlsRefused, refusal.detail) }
         settle()
         // A refused TLS connection was logged (rate-limited) as refused.
-        if record.refusal != nil { return }
+        if refusal != nil { return }
         let duration = NIODeadline.now() - record.startedAt
         var metadata: Logger.Metadata = [
             "reason": "\(end.reason.rawValue)",

@@ -88,7 +88,7 @@ public final class TLSCredentials: Sendable {
         let fingerprints = files.paths.map(FileFingerprint.init(path:))
         if !force && fingerprints == current.fingerprints { return .unchanged }
         do {
-            let loaded = try Self.load(files)
+            let loaded = try Self.load(files, fingerprints: fingerprints)
             state.withLock { $0 = loaded }
             return .reloaded
         } catch {
@@ -97,9 +97,10 @@ public final class TLSCredentials: Sendable {
         }
     }
 
-    static func load(_ files: TLSFiles) throws -> Loaded {
-        // Fingerprints first: a file replaced while it is read is seen as changed at the next look.
-        let fingerprints = files.paths.map(FileFingerprint.init(path:))
+    /// - Parameter fingerprints: the files' as taken before reading them (so a file replaced
+    ///   while it is read is seen as changed at the next look).
+    static func load(_ files: TLSFiles, fingerprints: [FileFingerprint?]? = nil) throws -> Loaded {
+        let fingerprints = fingerprints ?? files.paths.map(FileFingerprint.init(path:))
         let chain: [NIOSSLCertificate]
         do {
             chain = try NIOSSLCertificate.fromPEMFile(files.certificate)
