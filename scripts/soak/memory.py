@@ -80,7 +80,9 @@ def main():
         flags = ["-unix-socket", socket_path, "-admin-listen", "127.0.0.1:0", "-stats-interval", "0", "-log-level", "info",
                  "-buffer-size", str(args.buffer_size)]
         if args.output == "hec":
-            receiver = subprocess.Popen([args.receiver, "--expect", str(total)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            # No --expect: a request retried after a lost reply is counted twice by the receiver
+            # (at-least-once), so its count cannot say when everything arrived; /stats can.
+            receiver = subprocess.Popen([args.receiver], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             processes.append(receiver)
             port = int(receiver.stdout.readline().strip().split("=")[1])
             flags += ["-output-type", "hec", "-hec-url", "http://127.0.0.1:%d/services/collector" % port, "-hec-token", "soak",
@@ -102,9 +104,12 @@ def main():
             return 1
         host, port = admin.rsplit(":", 1)
 
-        def frames():
+        def stats():
             with urllib.request.urlopen("http://%s:%s/stats" % (host, port), timeout=10) as reply:
-                return json.load(reply)["frames"]
+                return json.load(reply)
+
+        def frames():
+            return stats()["frames"]
 
         command = ["fstrm_replay", "-t", "protobuf:dnstap.Dnstap", "-u", socket_path]
         for _ in range(repeats):
@@ -122,7 +127,9 @@ def main():
         seconds = time.monotonic() - started
         taken = frames()
         if args.output == "hec":
-            receiver.wait(timeout=120)
+            deadline = time.monotonic() + 120
+            while stats()["events"]["out"] < total and time.monotonic() < deadline:
+                time.sleep(0.2)
         forwarder.terminate()
         status = forwarder.wait(timeout=60)
         log.close()
