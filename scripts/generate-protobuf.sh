@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates the dnstap protobuf code from proto/dnstap.proto; the output is committed.
+# Regenerates the protobuf code from proto/dnstap.proto and proto/dnsmessage.proto (PowerDNS's
+# protobuf logging); the output is committed.
 #
 #   scripts/generate-protobuf.sh [all|swift|c]      (default: all)
 #
@@ -8,13 +9,17 @@
 #        from a copy of the schema with two wire-compatible changes, so that it decodes as leniently
 #        as the protocol allows: `required` becomes `optional` (a message missing its type still
 #        decodes, partially) and Policy's `string type` becomes `bytes type` (no UTF-8 check).
+#        Likewise Sources/CDnstapProtobufC/{dnsmessage.pb-c.c,include/dnsmessage.pb-c.h}, with
+#        every `string` of PowerDNS's schema read as `bytes` (names and policies are not trusted
+#        to be UTF-8; the JSON writer escapes bytes).
 # swift: Sources/DnstapForwarder/Decoding/Generated/dnstap.pb.swift (swift-protobuf: the test
 #        doubles build dnstap messages with it; the fuzz target checks both decoders agree), with
 #        Debian's `protoc` and swift-protobuf's `protoc-gen-swift` at the same version as
 #        Package.swift's swift-protobuf. Building the plugin takes about ten minutes on 2 cores,
 #        so this is run by hand; CI never runs it. If PROTOC_GEN_SWIFT is unset, the plugin is
 #        built from the swift-protobuf checkout that `swift package resolve` placed under
-#        .build/checkouts.
+#        .build/checkouts. PowerDNS's schema goes to Sources/DnstapForwarderTesting/Generated
+#        (test doubles only: the service decodes it with libprotobuf-c).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -32,6 +37,14 @@ if [ "$what" = all ] || [ "$what" = c ]; then
   install -m 0644 "$work/dnstap.pb-c.c" "$out/dnstap.pb-c.c"
   install -m 0644 "$work/dnstap.pb-c.h" "$out/include/dnstap.pb-c.h"
   echo "wrote $out/dnstap.pb-c.c and $out/include/dnstap.pb-c.h ($(protoc-c --version | head -1))"
+  sed -e 's/^\([[:space:]]*\)required /\1optional /' \
+      -e 's/^\([[:space:]]*\)\(optional\|repeated\) string /\1\2 bytes /' \
+      proto/dnsmessage.proto >"$work/dnsmessage.proto"
+  grep -q 'required \|string ' "$work/dnsmessage.proto" && { echo "a required or string field is left" >&2; exit 1; }
+  protoc-c --c_out="$work" --proto_path="$work" "$work/dnsmessage.proto"
+  install -m 0644 "$work/dnsmessage.pb-c.c" "$out/dnsmessage.pb-c.c"
+  install -m 0644 "$work/dnsmessage.pb-c.h" "$out/include/dnsmessage.pb-c.h"
+  echo "wrote $out/dnsmessage.pb-c.c and $out/include/dnsmessage.pb-c.h"
 fi
 
 if [ "$what" = all ] || [ "$what" = swift ]; then
@@ -50,4 +63,11 @@ if [ "$what" = all ] || [ "$what" = swift ]; then
          --swift_out="$out" \
          --proto_path=proto proto/dnstap.proto
   echo "wrote $out/dnstap.pb.swift"
+  testing=Sources/DnstapForwarderTesting/Generated
+  mkdir -p "$testing"
+  protoc --plugin=protoc-gen-swift="$plugin" \
+         --swift_opt=Visibility=Public \
+         --swift_out="$testing" \
+         --proto_path=proto proto/dnsmessage.proto
+  echo "wrote $testing/dnsmessage.pb.swift"
 fi

@@ -75,3 +75,8 @@ const Dnstap__Dnstap *dtf_decode(dtf_arena *arena, const uint8_t *bytes, size_t 
     dtf_arena_reset(arena);
     return dnstap__dnstap__unpack(&arena->allocator, length, bytes);
 }
+
+const PBDNSMessage *dtf_decode_pdns(dtf_arena *arena, const uint8_t *bytes, size_t length) {
+    dtf_arena_reset(arena);
+    return pbdnsmessage__unpack(&arena->allocator, length, bytes);
+}

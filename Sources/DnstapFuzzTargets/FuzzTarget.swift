@@ -16,6 +16,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case jsonEncoder = "json-encoder"
     /// Address facts from a response into a small resolution map, with eviction and expiry.
     case resolutionMap = "resolution-map"
+    /// A PowerDNS protobuf logging message to an event: it decodes or is refused, and an event is
+    /// valid JSON.
+    case pdns
 
     public func run(_ input: UnsafeRawBufferPointer) {
         switch self {
@@ -24,6 +27,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .dnsParser: DnstapFuzzing.runDNS(input)
         case .jsonEncoder: DnstapFuzzing.runFields(input)
         case .resolutionMap: ResolutionMapFuzzing.run(input)
+        case .pdns: PowerDNSFuzzing.run(input)
         }
     }
 

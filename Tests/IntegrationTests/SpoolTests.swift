@@ -23,7 +23,7 @@ struct SpoolTests {
         #expect(down.events.isEmpty)
         #expect(first.undelivered == 0, "nothing dropped")
         #expect(first.spoolPending == 100, "all 100 wait in the spool")
-        #expect(first.exitStatus == 0)
+        #expect(first.exitStatus == 0, "the run failed: \(first.failure ?? "-")")
 
         let up = try await HECTestServer()
         let (_, second) = try await withForwarder(HECTests.configure(up, { $0.hec.spoolPath = spool }), sink: nil) { _ in

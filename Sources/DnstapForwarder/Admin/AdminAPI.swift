@@ -224,6 +224,7 @@ struct StatsBody: Encodable {
         var protobuf: Int
         var oversized_frame: Int
         var unknown_control: Int
+        var truncated_message: Int
     }
 
     struct Events: Encodable {
@@ -293,7 +294,8 @@ struct StatsBody: Encodable {
         decode_errors = DecodeErrors(
             protobuf: statistics.protobufErrors.load(ordering: .relaxed),
             oversized_frame: statistics.oversizedFrames.load(ordering: .relaxed),
-            unknown_control: statistics.unknownControlFrames.load(ordering: .relaxed))
+            unknown_control: statistics.unknownControlFrames.load(ordering: .relaxed),
+            truncated_message: statistics.truncatedMessages.load(ordering: .relaxed))
         let dropped = statistics.droppedByReason
         events = Events(
             queued: statistics.eventsQueued.load(ordering: .relaxed), out: statistics.eventsOut.load(ordering: .relaxed),

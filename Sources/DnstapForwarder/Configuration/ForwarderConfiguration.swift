@@ -19,11 +19,14 @@ public enum ConfigurationError: Error, Equatable, CustomStringConvertible {
 public enum ListenAddress: Equatable, Sendable, CustomStringConvertible {
     case unix(path: String)
     case tcp(host: String, port: Int)
+    /// PowerDNS's protobuf logging over TCP (`-pdns-listen`).
+    case pdns(host: String, port: Int)
 
     public var description: String {
         switch self {
         case .unix(let path): return "unix:\(path)"
         case .tcp(let host, let port): return host.contains(":") ? "tcp:[\(host)]:\(port)" : "tcp:\(host):\(port)"
+        case .pdns(let host, let port): return host.contains(":") ? "pdns:[\(host)]:\(port)" : "pdns:\(host):\(port)"
         }
     }
 }
@@ -69,6 +72,8 @@ public struct ForwarderConfiguration: Equatable, Sendable {
     public var unixSocketMode: UInt16 = 0o660
     public var unixSocketGroup: String?
     public var tcpListen: HostPort?
+    /// `-pdns-listen`: PowerDNS protobuf logging (nil: off).
+    public var pdnsListen: HostPort?
     /// TLS on the TCP listener (nil: plain Frame Streams).
     public var tls: TLSFiles?
     /// `-allow-from` (nil: any address).
@@ -103,6 +108,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         var addresses: [ListenAddress] = []
         if let path = unixSocketPath { addresses.append(.unix(path: path)) }
         if let tcp = tcpListen { addresses.append(.tcp(host: tcp.host, port: tcp.port)) }
+        if let pdns = pdnsListen { addresses.append(.pdns(host: pdns.host, port: pdns.port)) }
         return addresses
     }
 
@@ -133,7 +139,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         }
         var config = draft.config
         // The default socket only when no TCP address is given either.
-        if given(.unixSocket) == nil && config.tcpListen == nil { config.unixSocketPath = "/tmp/dnstap.sock" }
+        if given(.unixSocket) == nil && config.tcpListen == nil && config.pdnsListen == nil { config.unixSocketPath = "/tmp/dnstap.sock" }
         guard !config.listenAddresses.isEmpty else {
             throw ConfigurationError.invalid("nothing to listen on: give -unix-socket PATH and/or -tcp-listen HOST:PORT")
         }
@@ -149,7 +155,9 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         }
         if config.tcpListen == nil {
             if config.tls != nil { throw ConfigurationError.invalid("-tls-cert-file secures -tcp-listen: give -tcp-listen HOST:PORT") }
-            if config.allowFrom != nil { throw ConfigurationError.invalid("-allow-from applies to -tcp-listen: give -tcp-listen HOST:PORT") }
+            if config.allowFrom != nil && config.pdnsListen == nil {
+                throw ConfigurationError.invalid("-allow-from applies to -tcp-listen and -pdns-listen: give one of them")
+            }
         }
         config.maxConnections = draft.maxConnections ?? automaticMaxConnections(bufferSize: config.bufferSize)
         config.maxConnectionsIsAuto = draft.maxConnections == nil
@@ -225,9 +233,12 @@ public struct ForwarderConfiguration: Equatable, Sendable {
             "admin_listen": .string(adminListen.map { $0.host.contains(":") ? "[\($0.host)]:\($0.port)" : "\($0.host):\($0.port)" } ?? "off"),
             "resolution_map": .string(resolutionMap.capacity == 0 ? "off" : "\(resolutionMap.capacity) addresses, ttl \(resolutionMap.ttlFloor)..\(resolutionMap.ttlCeiling)"),
         ]
+        if let pdns = pdnsListen {
+            metadata["pdns_listen"] = .string(pdns.host.contains(":") ? "[\(pdns.host)]:\(pdns.port)" : "\(pdns.host):\(pdns.port)")
+        }
+        if tcpListen != nil || pdnsListen != nil { metadata["allow_from"] = .string(allowFrom?.description ?? "any") }
         if tcpListen != nil {
             metadata["tls"] = .string(tls.map { "cert \($0.certificate), key \($0.key), client CA \($0.clientCA ?? "off")" } ?? "off")
-            metadata["allow_from"] = .string(allowFrom?.description ?? "any")
         }
         if unixSocketPath != nil {
             metadata["unix_socket_mode"] = .string("0" + String(unixSocketMode, radix: 8))

@@ -29,7 +29,7 @@ private func atLeast(_ minimum: Duration, _ text: String, _ what: String) throws
 // Every setting, declared once. The order is the README's and `--help`'s.
 extension Setting {
     public static let allCases: [Setting] = [
-        unixSocket, unixSocketMode, unixSocketGroup, tcpListen, tlsCertFile, tlsKeyFile, tlsClientCAFile, allowFrom,
+        unixSocket, unixSocketMode, unixSocketGroup, tcpListen, pdnsListen, tlsCertFile, tlsKeyFile, tlsClientCAFile, allowFrom,
         maxConnections, maxConnectionsPerPeer, maxFrameSize, handshakeTimeout, idleTimeout,
         bufferSize, batchSize, flushInterval, outputType, outputPath, outputFormat, maxFileSize, maxFiles, filePattern,
         hecURL, hecToken, hecTokenFile, hecGzip, hecGzipLevel, hecMaxBatchBytes, hecRequestTimeout, hecConnectTimeout,
@@ -61,6 +61,11 @@ extension Setting {
         "tcp-listen", default: nil, shown: "off", "TCP address, `HOST:PORT` or `[::1]:PORT`. Both listeners may run at once."
     ) { value, draft in draft.config.tcpListen = value.isEmpty ? nil : try ValueParsing.hostPort(value) }
 
+    public static let pdnsListen = Setting(
+        "pdns-listen", default: nil, shown: "off",
+        "TCP address for PowerDNS's protobuf logging (Recursor `protobufServer`, dnsdist `newRemoteLogger`): its client queries and responses, in the same events. Plain TCP, no TLS (PowerDNS has none for it); `-allow-from` and the connection caps apply."
+    ) { value, draft in draft.config.pdnsListen = value.isEmpty ? nil : try ValueParsing.hostPort(value) }
+
     // MARK: Securing the TCP listener
 
     public static let tlsCertFile = Setting(
@@ -76,7 +81,7 @@ extension Setting {
     ) { $1.tlsClientCA = nonEmpty($0) }
     public static let allowFrom = Setting(
         "allow-from", default: nil, shown: "any address",
-        "Comma-separated CIDRs (IPv4, IPv6) that may connect over TCP; any other address is closed at accept, before any TLS work."
+        "Comma-separated CIDRs (IPv4, IPv6) that may connect over TCP (`-tcp-listen`, `-pdns-listen`); any other address is closed at accept, before any TLS work."
     ) { value, draft in draft.config.allowFrom = value.trimmingSpaces().isEmpty ? nil : try AllowList(parsing: value) }
 
     // MARK: Connections

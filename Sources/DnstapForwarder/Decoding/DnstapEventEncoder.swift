@@ -52,6 +52,26 @@ public struct DnstapEventEncoder {
         pending.append((start, writer.count, time))
     }
 
+    /// Decodes one PowerDNS protobuf logging message (`-pdns-listen`) and appends its event, in
+    /// the same schema (README, "PowerDNS protobuf logging").
+    public mutating func append(powerDNS frame: ByteBuffer, receivedAtMicros: Int64) throws(DnstapDecodeError) {
+        defer { decoder.reset() }
+        guard let message = frame.withUnsafeReadableBytes({ decoder.decodePowerDNS($0) }) else {
+            throw .malformedProtobuf("not a valid PowerDNS protobuf message")
+        }
+        // An empty message, or one that is not PowerDNS's (no type, no question, no time), is refused:
+        // with no handshake, that is how a wrong sender shows.
+        let fields = message.pointee
+        guard fields.has_type != 0 else { throw .malformedProtobuf("a PowerDNS protobuf message without its type") }
+        let start = writer.count
+        writer.beginObject()
+        let time = PowerDNSEventFields.write(
+            message, receivedAtMicros: receivedAtMicros, sender: sender, into: writer, collect: recentResponses != nil,
+            resolutions: &resolutions)
+        writer.endObject()
+        pending.append((start, writer.count, time))
+    }
+
     /// The events appended since the last call, as slices of one right-sized buffer.
     public mutating func takeEvents() -> [ForwardedEvent] {
         guard !pending.isEmpty else { return [] }

@@ -26,6 +26,11 @@ final class DnstapProtobufDecoder {
         dtf_decode(arena, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
     }
 
+    /// A PowerDNS protobuf logging message, likewise valid until the next `decode` or `reset`.
+    func decodePowerDNS(_ bytes: UnsafeRawBufferPointer) -> UnsafePointer<PBDNSMessage>? {
+        dtf_decode_pdns(arena, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
+    }
+
     /// Releases what the last decode held.
     func reset() { dtf_arena_reset(arena) }
 }

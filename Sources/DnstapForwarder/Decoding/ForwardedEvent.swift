@@ -21,7 +21,7 @@ public enum DnstapDecodeError: Error, Sendable, Equatable, CustomStringConvertib
 
     public var description: String {
         switch self {
-        case .malformedProtobuf(let why): return "dnstap protobuf does not decode: \(why)"
+        case .malformedProtobuf(let why): return "protobuf does not decode: \(why)"
         }
     }
 }

@@ -11,6 +11,8 @@ public enum ConnectionTransport: String, Sendable {
     case tcp
     /// TCP with TLS (`-tls-cert-file`).
     case tls
+    /// PowerDNS protobuf logging over TCP (`-pdns-listen`).
+    case pdns
 
     var isNetwork: Bool { self != .unix }
 }

@@ -199,6 +199,10 @@ public final class DnstapListener: Service {
                 .bind(host: host, port: port) { channel in
                     self.initializeChild(channel, transport: transport)
                 }
+        case .pdns(let host, let port):
+            return try await bootstrap.bind(host: host, port: port) { channel in
+                self.initializeChild(channel, transport: .pdns)
+            }
         }
     }
 
@@ -265,9 +269,11 @@ public final class DnstapListener: Service {
                         record: record, onVerified: { [self] in logOpened($0) },
                         onRefused: { [self] record, reason, detail in logRefusal(reason, peer: record.peer, detail: detail) })
                     try channel.pipeline.syncOperations.addHandlers([NIOSSLServerHandler(context: tls.context), session])
-                } else if transport == .tcp {
+                } else if transport == .tcp || transport == .pdns {
                     record.setSender(address ?? peer)
                 }
+                // PowerDNS's stream has no handshake: its messages start at once.
+                if transport == .pdns { record.noteHandshakeComplete() }
                 let wrapped = try ConnectionChannel(
                     wrappingChannelSynchronously: channel,
                     configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
@@ -315,7 +321,7 @@ public final class DnstapListener: Service {
 
     static func describePeer(_ channel: any Channel, transport: ConnectionTransport) -> String {
         switch transport {
-        case .tcp, .tls: return channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "tcp:?"
+        case .tcp, .tls, .pdns: return channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "tcp:?"
         case .unix: return "unix:" + (channel.localAddress?.pathname ?? "?")
         }
     }
@@ -340,8 +346,20 @@ public final class DnstapListener: Service {
         if record.transport == .unix { record.setSender(await UnixPeerCredentials.sender(of: record.channel)) }
         // A TLS connection is logged as opened once its handshake names the sender.
         if record.transport != .tls { logOpened(record) }
-        var session = FrameStreamsSession(record: record, maxFrameSize: settings.maxFrameSize, statistics: statistics, logger: logger)
-        let lanes = EventEncodingLanes(record: record, statistics: statistics, resolutionMap: resolutionMap, logger: logger)
+        if record.transport == .pdns {
+            let session = PowerDNSSession(record: record, maxFrameSize: settings.maxFrameSize, statistics: statistics)
+            await serve(channel, record: record, session: session, format: .powerDNS, logger: logger)
+        } else {
+            let session = FrameStreamsSession(record: record, maxFrameSize: settings.maxFrameSize, statistics: statistics, logger: logger)
+            await serve(channel, record: record, session: session, format: .dnstap, logger: logger)
+        }
+    }
+
+    private func serve<Session: ConnectionSession>(
+        _ channel: ConnectionChannel, record: ConnectionRecord, session: Session, format: InputFormat, logger: Logger
+    ) async {
+        var session = session
+        let lanes = EventEncodingLanes(format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, logger: logger)
         var end: (reason: CloseReason, detail: String?) = (.peerClosed, nil)
         var settled = false
         // Counts the close and frees the slot. Done before FINISH is written, so a sender that
@@ -357,7 +375,7 @@ public final class DnstapListener: Service {
             try await channel.executeThenClose { inbound, _ in
                 var iterator = inbound.makeAsyncIterator()
                 while true {
-                    let outcome: FrameStreamsSession.Outcome
+                    var outcome: SessionOutcome
                     if let bytes = try await iterator.next() {
                         outcome = session.receive(bytes)
                     } else {
@@ -368,6 +386,11 @@ public final class DnstapListener: Service {
                     }
                     if !outcome.frames.isEmpty {
                         await hand(await lanes.encode(outcome.frames), from: record, logger: logger)
+                        // PowerDNS's stream has no handshake and no resync: a message that does not
+                        // decode means the peer is not PowerDNS, and the connection ends.
+                        if format == .powerDNS, outcome.end == nil, lanes.takeFailures() > 0 {
+                            outcome.end = (.protocolError, "a message that is not a PowerDNS protobuf (PBDNSMessage)")
+                        }
                     }
                     if let finished = outcome.end {
                         end = finished

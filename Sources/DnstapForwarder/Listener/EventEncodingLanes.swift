@@ -1,7 +1,15 @@
 import Logging
 import NIOCore
 
-/// One connection's dnstap → JSON encoding, on up to two cores.
+/// What a connection's messages are.
+enum InputFormat: Sendable {
+    /// dnstap protobufs (from Frame Streams).
+    case dnstap
+    /// PowerDNS protobuf logging messages (`-pdns-listen`).
+    case powerDNS
+}
+
+/// One connection's dnstap (or PowerDNS protobuf) → JSON encoding, on up to two cores.
 ///
 /// A read under load brings hundreds of frames. When it brings at least `splitThreshold`, the first
 /// half is encoded in a child task while the connection's own task encodes the second half; the
@@ -14,9 +22,12 @@ struct EventEncodingLanes {
     private let helper: EncodingLane
     private let resolutionMap: ResolutionMap?
 
-    init(record: ConnectionRecord, statistics: ForwarderStatistics, resolutionMap: ResolutionMap?, logger: Logger) {
-        inline = EncodingLane(record: record, statistics: statistics, resolutionMap: resolutionMap, logger: logger)
-        helper = EncodingLane(record: record, statistics: statistics, resolutionMap: resolutionMap, logger: logger)
+    init(
+        format: InputFormat = .dnstap, record: ConnectionRecord, statistics: ForwarderStatistics, resolutionMap: ResolutionMap?,
+        logger: Logger
+    ) {
+        inline = EncodingLane(format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, logger: logger)
+        helper = EncodingLane(format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, logger: logger)
         self.resolutionMap = resolutionMap?.isEnabled == true ? resolutionMap : nil
     }
 
@@ -40,6 +51,9 @@ struct EventEncodingLanes {
         return events
     }
 
+    /// Messages that did not decode since the last call.
+    func takeFailures() -> Int { inline.takeFailures() + helper.takeFailures() }
+
     private func recordResolutions(_ resolutions: ResolutionCollector) {
         guard let resolutionMap else { return }
         resolutionMap.record(resolutions.observations)
@@ -54,14 +68,17 @@ struct EventEncodingLanes {
 /// helper lane to the child task, which it joins before using the lane again), so its mutable
 /// state is never touched concurrently.
 final class EncodingLane: @unchecked Sendable {
+    private let format: InputFormat
     private var encoder: DnstapEventEncoder
     private var decodeErrorLog = RateLimitedLog(interval: .seconds(10))
+    private var failures = 0
     private let record: ConnectionRecord
     private let statistics: ForwarderStatistics
     private let resolutionMap: ResolutionMap?
     private let logger: Logger
 
-    init(record: ConnectionRecord, statistics: ForwarderStatistics, resolutionMap: ResolutionMap?, logger: Logger) {
+    init(format: InputFormat, record: ConnectionRecord, statistics: ForwarderStatistics, resolutionMap: ResolutionMap?, logger: Logger) {
+        self.format = format
         self.record = record
         self.statistics = statistics
         self.resolutionMap = resolutionMap?.isEnabled == true ? resolutionMap : nil
@@ -76,18 +93,27 @@ final class EncodingLane: @unchecked Sendable {
         if encoder.sender == nil { encoder.sender = record.sender }
         for frame in frames {
             do {
-                try encoder.append(frame: frame, receivedAtMicros: receivedAt)
+                switch format {
+                case .dnstap: try encoder.append(frame: frame, receivedAtMicros: receivedAt)
+                case .powerDNS: try encoder.append(powerDNS: frame, receivedAtMicros: receivedAt)
+                }
             } catch {
+                failures += 1
                 record.decodeErrors.add(1, ordering: .relaxed)
                 statistics.protobufError()
                 if let suppressed = decodeErrorLog.shouldLog() {
                     logger.warning(
-                        "dnstap frame does not decode; skipped",
+                        format == .dnstap ? "dnstap frame does not decode; skipped" : "PowerDNS protobuf message does not decode; skipped",
                         metadata: ["error": "\(error)", "frame_bytes": "\(frame.readableBytes)", "suppressed_since_last": "\(suppressed)"])
                 }
             }
         }
         return encoder.takeEvents()
+    }
+
+    func takeFailures() -> Int {
+        defer { failures = 0 }
+        return failures
     }
 
     /// The address facts gathered since the last call (empty with the map off).

@@ -1,18 +1,27 @@
 import Logging
 import NIOCore
 
-/// The protocol side of one connection, with no I/O: bytes in; replies, dnstap payloads and an
-/// end out. The connection task feeds it each read and carries out what it returns; encoding the
-/// payloads is `EventEncodingLanes`' job.
-struct FrameStreamsSession {
-    struct Outcome {
-        /// A control frame to write (ACCEPT or FINISH).
-        var reply: ControlFrame?
-        /// Set when the stream is over: why, and a detail for the log on errors.
-        var end: (reason: CloseReason, detail: String?)?
-        /// The dnstap payloads of the data frames, in order.
-        var frames: [ByteBuffer] = []
-    }
+/// What one read (or the end of input) of a connection gave.
+struct SessionOutcome {
+    /// A control frame to write (ACCEPT or FINISH).
+    var reply: ControlFrame?
+    /// Set when the stream is over: why, and a detail for the log on errors.
+    var end: (reason: CloseReason, detail: String?)?
+    /// The payloads of the messages, in order (dnstap protobufs, or PowerDNS's).
+    var frames: [ByteBuffer] = []
+}
+
+/// The protocol side of a connection: the connection task feeds it each read and carries out
+/// what it returns.
+protocol ConnectionSession {
+    mutating func receive(_ bytes: ByteBuffer) -> SessionOutcome
+    mutating func endOfInput() -> SessionOutcome
+}
+
+/// The protocol side of one Frame Streams connection, with no I/O: bytes in; replies, dnstap
+/// payloads and an end out. Encoding the payloads is `EventEncodingLanes`' job.
+struct FrameStreamsSession: ConnectionSession {
+    typealias Outcome = SessionOutcome
 
     private var processor: NIOSingleStepByteToMessageProcessor<FrameStreamsDecoder>
     private(set) var machine = FrameStreamsStateMachine()

@@ -51,6 +51,8 @@ public final class ForwarderStatistics: Sendable {
     public let oversizedFrames = Atomic<Int>(0)
     public let unknownControlFrames = Atomic<Int>(0)
     public let protobufErrors = Atomic<Int>(0)
+    /// PowerDNS protobuf streams that ended inside a message.
+    public let truncatedMessages = Atomic<Int>(0)
     public let eventsQueued = Atomic<Int>(0)
     public let eventsOut = Atomic<Int>(0)
     public let outputRetries = Atomic<Int>(0)
@@ -103,7 +105,7 @@ public final class ForwarderStatistics: Sendable {
             false: Counter(label: "dnstap_tls_reloads_total", dimensions: [("result", "ok")], factory: factory),
             true: Counter(label: "dnstap_tls_reloads_total", dimensions: [("result", "failed")], factory: factory),
         ]
-        metricDecodeErrors = Dictionary(uniqueKeysWithValues: ["protobuf", "oversized_frame", "unknown_control"].map {
+        metricDecodeErrors = Dictionary(uniqueKeysWithValues: ["protobuf", "oversized_frame", "unknown_control", "truncated_message"].map {
             ($0, Counter(label: "dnstap_decode_errors_total", dimensions: [("kind", $0)], factory: factory))
         })
     }
@@ -144,6 +146,11 @@ public final class ForwarderStatistics: Sendable {
     func unknownControl() {
         unknownControlFrames.add(1, ordering: .relaxed)
         metricDecodeErrors["unknown_control"]?.increment()
+    }
+
+    func truncatedMessage() {
+        truncatedMessages.add(1, ordering: .relaxed)
+        metricDecodeErrors["truncated_message"]?.increment()
     }
 
     func protobufError() {

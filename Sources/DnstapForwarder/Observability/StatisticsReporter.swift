@@ -27,7 +27,7 @@ public struct StatisticsReporter: Service {
             "closed": "\(Self.list(CloseReason.allCases, closed))",
             "frames": "\(statistics.frames.load(ordering: .relaxed))",
             "bytes": "\(statistics.bytes.load(ordering: .relaxed))",
-            "decode_errors": "protobuf=\(statistics.protobufErrors.load(ordering: .relaxed)),oversized=\(statistics.oversizedFrames.load(ordering: .relaxed)),unknown_control=\(statistics.unknownControlFrames.load(ordering: .relaxed))",
+            "decode_errors": "protobuf=\(statistics.protobufErrors.load(ordering: .relaxed)),oversized=\(statistics.oversizedFrames.load(ordering: .relaxed)),unknown_control=\(statistics.unknownControlFrames.load(ordering: .relaxed)),truncated_message=\(statistics.truncatedMessages.load(ordering: .relaxed))",
             "events_queued": "\(statistics.eventsQueued.load(ordering: .relaxed))",
             "events_out": "\(statistics.eventsOut.load(ordering: .relaxed))",
             "output_retries": "\(statistics.outputRetries.load(ordering: .relaxed))",

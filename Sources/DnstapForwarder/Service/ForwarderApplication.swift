@@ -152,6 +152,10 @@ public final class ForwarderApplication: Sendable {
         var metadata = reporter.metadata()
         metadata["undelivered"] = "\(summary.undelivered)"
         if summary.spoolPending > 0 { metadata["left_in_spool"] = "\(summary.spoolPending)" }
+        // How long the stop took, from its start to here (the bound is -shutdown-timeout).
+        if let started = shutdown.started {
+            metadata["shutdown_s"] = "\(Double((NIODeadline.now() - started).nanoseconds / 1_000_000) / 1000)"
+        }
         if let failure {
             metadata["error"] = "\(failure)"
             logger.error("stopped: the service failed", metadata: metadata)
