@@ -231,6 +231,8 @@ struct StatsBody: Encodable {
         var queued: Int
         var out: Int
         var dropped: [String: Int]
+        /// Left out on purpose by the filters (not a loss).
+        var filtered: [String: Int]
         var output_retries: Int
         var spooled: Int
         var spool_pending: Int
@@ -297,9 +299,11 @@ struct StatsBody: Encodable {
             unknown_control: statistics.unknownControlFrames.load(ordering: .relaxed),
             truncated_message: statistics.truncatedMessages.load(ordering: .relaxed))
         let dropped = statistics.droppedByReason
+        let filtered = statistics.filteredByReason
         events = Events(
             queued: statistics.eventsQueued.load(ordering: .relaxed), out: statistics.eventsOut.load(ordering: .relaxed),
             dropped: Dictionary(uniqueKeysWithValues: DropReason.allCases.map { ($0.rawValue, dropped[$0] ?? 0) }),
+            filtered: Dictionary(uniqueKeysWithValues: FilterReason.allCases.map { ($0.rawValue, filtered[$0] ?? 0) }),
             output_retries: statistics.outputRetries.load(ordering: .relaxed), spooled: statistics.spooledTotal,
             spool_pending: statistics.spoolPending)
         buffer = Buffer(

@@ -101,6 +101,8 @@ public struct ForwarderConfiguration: Equatable, Sendable {
     public var adminListen: HostPort? = HostPort(host: "127.0.0.1", port: 9180)
     public var activity = ConnectionActivityTracker.Settings()
     public var resolutionMap = ResolutionMapSettings()
+    /// `-message-types`, `-drop-names-file`, `-keep-names-file`, `-sample-rate`.
+    public var filters = FilterSettings()
 
     public init() {}
 
@@ -231,6 +233,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
             "stats_interval": .string(statsInterval.map { "\($0)" } ?? "off"),
             "log_level": .string(logLevel.rawValue),
             "admin_listen": .string(adminListen.map { $0.host.contains(":") ? "[\($0.host)]:\($0.port)" : "\($0.host):\($0.port)" } ?? "off"),
+            "filters": .string(filters.isActive ? filters.description : "off"),
             "resolution_map": .string(resolutionMap.capacity == 0 ? "off" : "\(resolutionMap.capacity) addresses, ttl \(resolutionMap.ttlFloor)..\(resolutionMap.ttlCeiling)"),
         ]
         if let pdns = pdnsListen {

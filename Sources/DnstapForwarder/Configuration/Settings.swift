@@ -36,6 +36,7 @@ extension Setting {
         hecRetryInitialDelay, hecRetryMaxDelay, hecPersistentBuf, hecBufPath, hecBufMaxSize, hecBufFsync, hecMaxInFlight,
         hecDLQPath, hecAck, hecAckPollInterval, hecAckTimeout, hecCAFile, hecInsecureSkipVerify,
         splunkSourcetype, splunkSource, splunkHost, splunkIndex,
+        messageTypes, dropNamesFile, keepNamesFile, sampleRate,
         shutdownTimeout, statsInterval, logLevel, adminListen, adminClientTTL,
         resolutionMapSize, resolutionTTLMin, resolutionTTLMax,
     ]
@@ -281,6 +282,31 @@ extension Setting {
     ) { $1.config.activity.clientTTL = try atLeast(.seconds(1), $0, "must be at least 1s") }
 
     // MARK: Resolution map
+
+    // MARK: Filters and sampling
+
+    public static let messageTypes = Setting(
+        "message-types", default: nil, shown: "all",
+        "Comma-separated dnstap types to write (e.g. `CLIENT_QUERY,CLIENT_RESPONSE`); the others are left out and counted."
+    ) { value, draft in
+        let names = value.split(separator: ",").map { String($0).trimmingSpaces().uppercased() }.filter { !$0.isEmpty }
+        guard !names.isEmpty else { draft.config.filters.messageTypes = nil; return }
+        for name in names where !FilterSettings.knownTypes.contains(name) {
+            throw InvalidValue("unknown type \(name); one of \(FilterSettings.knownTypes.sorted().joined(separator: ", "))")
+        }
+        draft.config.filters.messageTypes = Set(names)
+    }
+    public static let dropNamesFile = Setting(
+        "drop-names-file", default: nil, shown: "off",
+        "File of names, one a line (`#` comments): a message whose question is one of them or under one is left out. Read again on SIGHUP."
+    ) { $1.config.filters.dropNamesFile = nonEmpty($0) }
+    public static let keepNamesFile = Setting(
+        "keep-names-file", default: nil, shown: "off",
+        "File of names: only messages whose question is one of them or under one are written. Read again on SIGHUP."
+    ) { $1.config.filters.keepNamesFile = nonEmpty($0) }
+    public static let sampleRate = Setting(
+        "sample-rate", default: "1", "Write the messages of one question name in N (by a hash of the name, so a name's traffic stays together); answers other than NOERROR are always written; kept events carry `sample_rate`. `1`: all."
+    ) { $1.config.filters.sampleRate = try ValueParsing.integer($0, range: 1...1_000_000) }
 
     public static let resolutionMapSize = Setting(
         "resolution-map-size", default: "100000",

@@ -18,6 +18,10 @@ public struct DnstapEventEncoder {
     /// The connection's `sender` (README, "Securing the TCP listener"), written in every event;
     /// nil: none (an encoder outside a connection).
     public var sender: String?
+    /// The filter (README, "Filters and sampling") with the names in use for this read; nil: keep all.
+    var filter: (settings: FilterSettings, drop: NameSuffixSet?, keep: NameSuffixSet?)?
+    /// Events the filter left out since the last `takeFiltered()`, by reason.
+    private var filtered: [FilterReason: Int] = [:]
 
     /// - Parameters:
     ///   - collectResolutions: also gather the address facts of responses (for the resolution
@@ -45,11 +49,36 @@ public struct DnstapEventEncoder {
         }
         let start = writer.count
         writer.beginObject()
+        var facts = EventFacts()
         let time = DnstapEventFields.write(
             dnstap, receivedAtMicros: receivedAtMicros, sender: sender, into: writer, names: &names, resolutions: &resolutions,
-            recent: recentResponses)
+            recent: recentResponses, facts: &facts)
+        finish(start: start, time: time, facts: facts)
+    }
+
+    /// Ends the event begun at `start`, or takes it back if the filter leaves it out.
+    private mutating func finish(start: Int, time: Int64, facts: EventFacts) {
+        if let filter {
+            switch EventFilter.verdict(facts, settings: filter.settings, drop: filter.drop, keep: filter.keep) {
+            case .keep:
+                break
+            case .keepSampled(let rate):
+                writer.field("sample_rate", rate)
+            case .drop(let reason):
+                writer.truncate(to: start)
+                filtered[reason, default: 0] += 1
+                return
+            }
+        }
         writer.endObject()
         pending.append((start, writer.count, time))
+    }
+
+    /// The events the filter left out since the last call, by reason.
+    mutating func takeFiltered() -> [FilterReason: Int] {
+        guard !filtered.isEmpty else { return [:] }
+        defer { filtered.removeAll(keepingCapacity: true) }
+        return filtered
     }
 
     /// Decodes one PowerDNS protobuf logging message (`-pdns-listen`) and appends its event, in
@@ -65,11 +94,11 @@ public struct DnstapEventEncoder {
         guard fields.has_type != 0 else { throw .malformedProtobuf("a PowerDNS protobuf message without its type") }
         let start = writer.count
         writer.beginObject()
+        var facts = EventFacts()
         let time = PowerDNSEventFields.write(
             message, receivedAtMicros: receivedAtMicros, sender: sender, into: writer, collect: recentResponses != nil,
-            resolutions: &resolutions)
-        writer.endObject()
-        pending.append((start, writer.count, time))
+            resolutions: &resolutions, facts: &facts)
+        finish(start: start, time: time, facts: facts)
     }
 
     /// The events appended since the last call, as slices of one right-sized buffer.

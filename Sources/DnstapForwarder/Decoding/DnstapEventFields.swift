@@ -3,12 +3,14 @@ import CDnstapProtobufC
 /// The mapping from a dnstap message (as libprotobuf-c decoded it) to the event's fields (README,
 /// "Output schema"). Names follow Splunk CIM's Network Resolution model where one fits.
 enum DnstapEventFields {
-    /// Writes the fields of one event; returns the event's time in microseconds. With `recent`,
+    /// Writes the fields of one event; returns the event's time in microseconds and what the
+    /// filter needs (`facts`). With `recent`,
     /// the address facts of a client/resolver/forwarder response go to `resolutions`, unless the
     /// same response was already taken this second.
     static func write(
         _ dnstap: UnsafePointer<Dnstap__Dnstap>, receivedAtMicros: Int64, sender: String?, into json: JSONObjectWriter,
-        names: inout DNSNames.NameBuilder, resolutions: inout ResolutionCollector, recent: RecentResponses?
+        names: inout DNSNames.NameBuilder, resolutions: inout ResolutionCollector, recent: RecentResponses?,
+        facts: inout EventFacts
     ) -> Int64 {
         let dnstap = dnstap.pointee
         let message = dnstap.message.map { UnsafePointer($0) }
@@ -22,6 +24,7 @@ enum DnstapEventFields {
 
         json.field("timestamp", timestampMicros: eventTime)
         if let messageType {
+            facts.typeName = messageType.name
             json.field("dnstap_type", messageType.name)
             if let isQuery = messageType.isQuery {
                 json.field("message_type", static: isQuery ? "Query" : "Response")
@@ -29,6 +32,7 @@ enum DnstapEventFields {
         } else {
             // Dnstap.type MESSAGE (1) with no message; any other value is newer than this build.
             let type = dnstap.has_type != 0 ? Int32(bitPattern: dnstap.type.rawValue) : 0
+            facts.typeName = type == 1 ? "NO_MESSAGE" : "UNKNOWN(\(type))"
             json.field("dnstap_type", type == 1 ? "NO_MESSAGE" : "UNKNOWN(\(type))")
         }
         if dnstap.has_identity != 0 { json.field("identity", bytes: dnstap.identity.bytes) }
@@ -71,6 +75,10 @@ enum DnstapEventFields {
             let probe = messageType?.feedsResolutionMap == true && fields.has_response_message != 0 ? recent?.probe(wire) : nil
             let dns = DNSMessage(parsing: wire, names: &names)
             DNSEventFields.write(dns, size: wire.count, into: json)
+            facts.questionName = dns.question?.name
+            if dns.isResponse, dns.parseError.map({ if case .tooShort = $0 { return false } else { return true } }) ?? true {
+                facts.rcode = UInt32(dns.rcode)
+            }
             if let recent, let probe {
                 let seenAt = responseTime ?? receivedAtMicros
                 if !recent.seenBefore(probe, second: seenAt / 1_000_000) {

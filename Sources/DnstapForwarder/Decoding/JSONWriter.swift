@@ -29,6 +29,9 @@ final class JSONObjectWriter {
 
     func removeAll() { count = 0 }
 
+    /// Drops what was written after `offset` (an event the filter left out).
+    func truncate(to offset: Int) { count = min(count, max(0, offset)) }
+
     func beginObject() {
         needsComma = false
         append(UInt8(ascii: "{"))

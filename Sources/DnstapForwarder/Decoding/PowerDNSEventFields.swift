@@ -9,7 +9,7 @@ enum PowerDNSEventFields {
     /// a response's address facts go to `resolutions`.
     static func write(
         _ message: UnsafePointer<PBDNSMessage>, receivedAtMicros: Int64, sender: String?, into json: JSONObjectWriter,
-        collect: Bool, resolutions: inout ResolutionCollector
+        collect: Bool, resolutions: inout ResolutionCollector, facts: inout EventFacts
     ) -> Int64 {
         let fields = message.pointee
         let type = MessageType(raw: fields.has_type != 0 ? Int32(bitPattern: fields.type.rawValue) : 0)
@@ -25,6 +25,7 @@ enum PowerDNSEventFields {
 
         json.field("timestamp", timestampMicros: eventTime)
         json.field("dnstap_type", type.name)
+        facts.typeName = type.name
         if let isQuery = type.isQuery { json.field("message_type", static: isQuery ? "Query" : "Response") }
         if fields.has_serveridentity != 0 { json.field("identity", bytes: fields.serveridentity.bytes) }
         if let sender { json.field("sender", sender) }
@@ -48,6 +49,7 @@ enum PowerDNSEventFields {
             if asked.has_qname != 0 {
                 json.field("query", bytes: presentation(asked.qname.bytes))
                 question = DNSQuestion(name: String(decoding: presentation(asked.qname.bytes), as: UTF8.self), type: 0, qclass: 1)
+                facts.questionName = question?.name
             }
             if asked.has_qtype != 0 {
                 let qtype = UInt16(truncatingIfNeeded: asked.qtype)
@@ -71,6 +73,7 @@ enum PowerDNSEventFields {
             json.field("edns_ede", strings: ["\(fields.ede)" + (text.isEmpty ? "" : " \(text)")])
         }
         if type.isQuery == false, let response {
+            if response.pointee.has_rcode != 0 { facts.rcode = response.pointee.rcode }
             writeResponse(response.pointee, into: json)
             if collect, type.feedsResolutionMap {
                 collectResolutions(response.pointee, question: question, seenAtMicros: eventTime, into: &resolutions)

@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import ServiceLifecycle
+import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
@@ -61,14 +62,19 @@ public final class DnstapListener: Service {
     public let tls: TLSCredentials?
     /// With TLS: reloads the certificates on SIGHUP (trapped from `bind()` on) and when they change.
     private let reloader = Locked<CertificateReloader?>(nil)
+    /// The filters (`-message-types`, the names files, `-sample-rate`); nil: every event is written.
+    public let filter: EventFilter?
+    /// With a names file: SIGHUP (trapped from `bind()` on) reads it again.
+    private let namesSignals = Locked<UnixSignalsSequence?>(nil)
 
     public init(
         settings: Settings, registry: ConnectionRegistry, buffer: EventBuffer, statistics: ForwarderStatistics,
-        resolutionMap: ResolutionMap? = nil, tls: TLSCredentials? = nil,
+        resolutionMap: ResolutionMap? = nil, tls: TLSCredentials? = nil, filter: EventFilter? = nil,
         shutdown: ShutdownCoordinator, group: any EventLoopGroup, reserve: DescriptorReserve = DescriptorReserve(), logger: Logger
     ) {
         self.reserve = reserve
         self.tls = tls
+        self.filter = filter
         self.settings = settings
         self.registry = registry
         self.buffer = buffer
@@ -105,6 +111,10 @@ public final class DnstapListener: Service {
                 tls: tls, interval: settings.tlsWatchInterval, statistics: statistics, logger: logger)
             self.reloader.withLock { $0 = reloader }
         }
+        if filter?.hasFiles == true {
+            let signals = await UnixSignalsSequence(trapping: .sighup)
+            namesSignals.withLock { $0 = signals }
+        }
         pending.withLock { $0 = servers }
         self.servers.withLock { $0 = servers.map(\.channel) }
         bound.publish(.success(servers.compactMap { $0.channel.localAddress }))
@@ -133,6 +143,9 @@ public final class DnstapListener: Service {
                 if let reloader = self.reloader.withLock({ $0 }) {
                     group.addTask { await reloader.run { await self.shutdown.waitUntilBegun() } }
                 }
+                if let signals = self.namesSignals.withLock({ $0 }), let filter = self.filter {
+                    group.addTask { await self.reloadNames(filter, on: signals) }
+                }
             }
         } onGracefulShutdown: {
             self.stopAccepting()
@@ -145,6 +158,17 @@ public final class DnstapListener: Service {
     public func closeUnused() async {
         for server in pending.withLock({ $0.take() }) ?? [] { try? await server.channel.close() }
         removeSocketFiles()
+    }
+
+    /// Reads the names files again on each SIGHUP, until the shutdown begins.
+    private func reloadNames(_ filter: EventFilter, on signals: UnixSignalsSequence) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await _ in signals { filter.reload(logger: self.logger) }
+            }
+            await shutdown.waitUntilBegun()
+            group.cancelAll()
+        }
     }
 
     // MARK: - Binding
@@ -359,7 +383,8 @@ public final class DnstapListener: Service {
         _ channel: ConnectionChannel, record: ConnectionRecord, session: Session, format: InputFormat, logger: Logger
     ) async {
         var session = session
-        let lanes = EventEncodingLanes(format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, logger: logger)
+        let lanes = EventEncodingLanes(
+            format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, filter: filter, logger: logger)
         var end: (reason: CloseReason, detail: String?) = (.peerClosed, nil)
         var settled = false
         // Counts the close and frees the slot. Done before FINISH is written, so a sender that

@@ -24,10 +24,12 @@ struct EventEncodingLanes {
 
     init(
         format: InputFormat = .dnstap, record: ConnectionRecord, statistics: ForwarderStatistics, resolutionMap: ResolutionMap?,
-        logger: Logger
+        filter: EventFilter? = nil, logger: Logger
     ) {
-        inline = EncodingLane(format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, logger: logger)
-        helper = EncodingLane(format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, logger: logger)
+        inline = EncodingLane(
+            format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, filter: filter, logger: logger)
+        helper = EncodingLane(
+            format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, filter: filter, logger: logger)
         self.resolutionMap = resolutionMap?.isEnabled == true ? resolutionMap : nil
     }
 
@@ -72,13 +74,18 @@ final class EncodingLane: @unchecked Sendable {
     private var encoder: DnstapEventEncoder
     private var decodeErrorLog = RateLimitedLog(interval: .seconds(10))
     private var failures = 0
+    private let filter: EventFilter?
     private let record: ConnectionRecord
     private let statistics: ForwarderStatistics
     private let resolutionMap: ResolutionMap?
     private let logger: Logger
 
-    init(format: InputFormat, record: ConnectionRecord, statistics: ForwarderStatistics, resolutionMap: ResolutionMap?, logger: Logger) {
+    init(
+        format: InputFormat, record: ConnectionRecord, statistics: ForwarderStatistics, resolutionMap: ResolutionMap?,
+        filter: EventFilter?, logger: Logger
+    ) {
         self.format = format
+        self.filter = filter?.settings.isActive == true ? filter : nil
         self.record = record
         self.statistics = statistics
         self.resolutionMap = resolutionMap?.isEnabled == true ? resolutionMap : nil
@@ -91,6 +98,11 @@ final class EncodingLane: @unchecked Sendable {
         let receivedAt = WallClock.nowMicros()
         // Known before the first frame (a TLS sender is named by its handshake) and then fixed.
         if encoder.sender == nil { encoder.sender = record.sender }
+        // The names in use, once a read (a SIGHUP may have replaced them).
+        if let filter {
+            let names = filter.snapshot()
+            encoder.filter = (filter.settings, names.drop, names.keep)
+        }
         for frame in frames {
             do {
                 switch format {
@@ -108,6 +120,7 @@ final class EncodingLane: @unchecked Sendable {
                 }
             }
         }
+        if filter != nil { statistics.filtered(encoder.takeFiltered()) }
         return encoder.takeEvents()
     }
 

@@ -63,6 +63,7 @@ public final class ForwarderStatistics: Sendable {
     private let closed = Locked<[CloseReason: Int]>([:])
     private let refused = Locked<[RefusalReason: Int]>([:])
     private let dropped = Locked<[DropReason: Int]>([:])
+    private let filteredOut = Locked<[FilterReason: Int]>([:])
 
     private let metricAccepted: Counter
     private let metricRejected: [RefusalReason: Counter]
@@ -75,6 +76,7 @@ public final class ForwarderStatistics: Sendable {
     private let metricPauses: Counter
     private let metricClosed: [CloseReason: Counter]
     private let metricDropped: [DropReason: Counter]
+    private let metricFiltered: [FilterReason: Counter]
     private let metricDecodeErrors: [String: Counter]
     private let metricTLSReloads: [Bool: Counter]
     /// TLS certificate reloads done, and those that kept the old files because a new one did not load.
@@ -100,6 +102,9 @@ public final class ForwarderStatistics: Sendable {
         })
         metricDropped = Dictionary(uniqueKeysWithValues: DropReason.allCases.map {
             ($0, Counter(label: "dnstap_events_dropped_total", dimensions: [("reason", $0.rawValue)], factory: factory))
+        })
+        metricFiltered = Dictionary(uniqueKeysWithValues: FilterReason.allCases.map {
+            ($0, Counter(label: "dnstap_events_filtered_total", dimensions: [("filter", $0.rawValue)], factory: factory))
         })
         metricTLSReloads = [
             false: Counter(label: "dnstap_tls_reloads_total", dimensions: [("result", "ok")], factory: factory),
@@ -190,6 +195,13 @@ public final class ForwarderStatistics: Sendable {
         metricDropped[reason]?.increment(by: count)
     }
 
+    /// Events the filters left out on purpose (not a loss: never in `droppedTotal`).
+    func filtered(_ counts: [FilterReason: Int]) {
+        guard !counts.isEmpty else { return }
+        filteredOut.withLock { for (reason, count) in counts { $0[reason, default: 0] += count } }
+        for (reason, count) in counts { metricFiltered[reason]?.increment(by: count) }
+    }
+
     func closed(_ reason: CloseReason) {
         closed.withLock { $0[reason, default: 0] += 1 }
         metricClosed[reason]?.increment()
@@ -199,4 +211,5 @@ public final class ForwarderStatistics: Sendable {
     public var rejectedByReason: [RefusalReason: Int] { refused.withLock { $0 } }
     public var droppedByReason: [DropReason: Int] { dropped.withLock { $0 } }
     public var droppedTotal: Int { droppedByReason.values.reduce(0, +) }
+    public var filteredByReason: [FilterReason: Int] { filteredOut.withLock { $0 } }
 }

@@ -33,6 +33,7 @@ public struct StatisticsReporter: Service {
             "output_retries": "\(statistics.outputRetries.load(ordering: .relaxed))",
             "spool_pending": "\(statistics.spoolPending)",
             "dropped": "\(Self.list(DropReason.allCases, dropped))",
+            "filtered": "\(Self.list(FilterReason.allCases, statistics.filteredByReason))",
             "buffer_fill": "\(buffer.fill)/\(buffer.capacity)",
             "buffer_full_pauses": "\(statistics.bufferFullPauses.load(ordering: .relaxed))",
         ]

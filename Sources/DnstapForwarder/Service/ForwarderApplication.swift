@@ -40,6 +40,8 @@ public final class ForwarderApplication: Sendable {
         resolutionMap = ResolutionMap(settings: configuration.resolutionMap, metricsFactory: metrics.metricsFactory)
         activity = ConnectionActivityTracker(settings: configuration.activity)
         shutdown = ShutdownCoordinator(timeout: configuration.shutdownTimeout, clock: clock)
+        // The names files are read before any output opens: a file that cannot be read ends the start.
+        let filter = configuration.filters.isActive ? try EventFilter(settings: configuration.filters) : nil
         let sink = try sink ?? Self.makeSink(configuration, eventLoopGroup: eventLoopGroup, statistics: statistics, logger: logger)
         self.sink = sink
         // The TLS files load before anything opens: a file that does not load ends the start.
@@ -55,7 +57,7 @@ public final class ForwarderApplication: Sendable {
         let reserve = DescriptorReserve()
         listener = DnstapListener(
             settings: .init(configuration: configuration), registry: registry, buffer: buffer, statistics: statistics,
-            resolutionMap: resolutionMap, tls: tls, shutdown: shutdown, group: eventLoopGroup, reserve: reserve,
+            resolutionMap: resolutionMap, tls: tls, filter: filter, shutdown: shutdown, group: eventLoopGroup, reserve: reserve,
             logger: logger.with(component: "listener"))
         reporter = StatisticsReporter(
             statistics: statistics, registry: registry, buffer: buffer, interval: configuration.statsInterval,
