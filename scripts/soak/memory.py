@@ -7,9 +7,13 @@ forwarder's RSS against the frames it has taken (from its /stats), and checks th
 RSS stays within a bound. Loopback and temp unix sockets only; bounded in messages and time.
 
   usage: memory.py BINARY CAPTURE --messages N [--output stdout|hec|spool] [--receiver HEC_RECEIVER]
-                   [--tolerance-mib 3] [--max-rss-mib 120] [--timeout S]
+                   [--tolerance-mib 3] [--max-rss-mib 120] [--timeout S] [--input dnstap|pdns]
 Prints the samples and exits non-zero if RSS grew past the tolerance after warm-up (the first
 quarter of the messages), or if not every message came through.
+
+--input pdns: PowerDNS protobuf logging (-pdns-listen) instead of dnstap; CAPTURE is then a directory
+of PBDNSMessage files (Fuzz/corpus/pdns: real Recursor and dnsdist messages), sent over one TCP
+connection again and again, each with its 16-bit length.
 
 --output spool: the durable HEC buffer. HEC is down (nothing listens on its port) while the
 messages go into the spool; the forwarder is killed with SIGKILL, started again with HEC up, and
@@ -18,6 +22,8 @@ must deliver every message; RSS must stay under --max-rss-mib while spooling and
 import argparse
 import json
 import os
+import socket
+import threading
 import subprocess
 import sys
 import tempfile
@@ -43,6 +49,40 @@ def count_frames(path):
     return count
 
 
+def pdns_messages(directory):
+    """The PowerDNS messages of a directory, each framed with its 16-bit big-endian length."""
+    framed = []
+    for name in sorted(os.listdir(directory)):
+        with open(os.path.join(directory, name), "rb") as message:
+            data = message.read()
+        if 0 < len(data) < 65536:
+            framed.append(len(data).to_bytes(2, "big") + data)
+    return framed
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def send_pdns(port, framed, repeats):
+    """One connection; the messages `repeats` times, in chunks of whole messages."""
+    chunk = b"".join(framed) * max(1, 4096 // len(framed))
+    per_chunk = len(framed) * max(1, 4096 // len(framed))
+    connection = socket.create_connection(("127.0.0.1", port))
+    left = len(framed) * repeats
+    while left > 0:
+        if left >= per_chunk:
+            connection.sendall(chunk)
+            left -= per_chunk
+        else:
+            whole, rest = divmod(left, len(framed))
+            connection.sendall(b"".join(framed) * whole + b"".join(framed[:rest]))
+            left = 0
+    connection.close()
+
+
 def rss_mib(pid):
     with open("/proc/%d/status" % pid) as status:
         for line in status:
@@ -66,18 +106,22 @@ def main():
     parser.add_argument("--receiver")
     parser.add_argument("--tolerance-mib", type=float, default=3.0)
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--input", choices=["dnstap", "pdns"], default="dnstap")
     args = parser.parse_args()
 
     if args.output == "spool":
         return spool(args)
-    per_file = count_frames(args.capture)
+    framed = pdns_messages(args.capture) if args.input == "pdns" else None
+    per_file = len(framed) if framed else count_frames(args.capture)
     repeats = max(1, -(-args.messages // per_file))
     total = per_file * repeats
     work = tempfile.mkdtemp(prefix="dtf-memory.")
     socket_path = work + "/m.sock"
+    pdns_port = free_port() if framed else None
     processes = []
     try:
-        flags = ["-unix-socket", socket_path, "-admin-listen", "127.0.0.1:0", "-stats-interval", "0", "-log-level", "info",
+        flags = ["-pdns-listen", "127.0.0.1:%d" % pdns_port] if framed else []
+        flags += ["-unix-socket", socket_path, "-admin-listen", "127.0.0.1:0", "-stats-interval", "0", "-log-level", "info",
                  "-buffer-size", str(args.buffer_size)]
         if args.output == "hec":
             # No --expect: a request retried after a lost reply is counted twice by the receiver
@@ -111,19 +155,31 @@ def main():
         def frames():
             return stats()["frames"]
 
-        command = ["fstrm_replay", "-t", "protobuf:dnstap.Dnstap", "-u", socket_path]
-        for _ in range(repeats):
-            command += ["-r", args.capture]
         started = time.monotonic()
-        sender = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        processes.append(sender)
+        if framed:
+            sender = threading.Thread(target=send_pdns, args=(pdns_port, framed, repeats), daemon=True)
+            sender.start()
+            sender_done = lambda: not sender.is_alive()
+        else:
+            command = ["fstrm_replay", "-t", "protobuf:dnstap.Dnstap", "-u", socket_path]
+            for _ in range(repeats):
+                command += ["-r", args.capture]
+            sender = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            processes.append(sender)
+            sender_done = lambda: sender.poll() is not None
         samples = []  # (frames, rss MiB)
         while time.monotonic() - started < args.timeout:
-            done = sender.poll() is not None
+            done = sender_done()
             samples.append((frames(), rss_mib(forwarder.pid)))
             if done:
                 break
             time.sleep(0.5)
+        if framed:
+            # The sender is done once its bytes are in the kernel; the forwarder may still be reading.
+            deadline = time.monotonic() + 60
+            while frames() < total and time.monotonic() < deadline:
+                samples.append((frames(), rss_mib(forwarder.pid)))
+                time.sleep(0.2)
         seconds = time.monotonic() - started
         taken = frames()
         if args.output == "hec":
@@ -139,8 +195,8 @@ def main():
                 process.kill()
 
     warm = [(f, r) for f, r in samples if f >= total / 4]
-    print("%s (-buffer-size %d): %d messages (%d x %d) in %.1f s, %.0f msgs/s; exit %d"
-          % (args.output, args.buffer_size, taken, repeats, per_file, seconds, taken / seconds, status))
+    print("%s%s (-buffer-size %d): %d messages (%d x %d) in %.1f s, %.0f msgs/s; exit %d"
+          % (args.output, " from PowerDNS protobuf" if framed else "", args.buffer_size, taken, repeats, per_file, seconds, taken / seconds, status))
     step = max(1, len(samples) // int(os.environ.get("MEMORY_SAMPLES_SHOWN", "12")))
     print("  frames / RSS MiB: " + ", ".join("%.1fM %.1f" % (f / 1e6, r) for f, r in samples[::step] + samples[-1:]))
     failed = []
