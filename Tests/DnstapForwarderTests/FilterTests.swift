@@ -1,6 +1,7 @@
 import DnstapForwarderTesting
 import Foundation
 import Logging
+
 import NIOCore
 import Testing
 
@@ -134,5 +135,24 @@ struct FilterTests {
         let fromEnvironment = try ForwarderConfiguration.resolve(flags: [:], environment: ["DNSTAP_DROP_NAMES_FILE": "/etc/drop.txt"])
         #expect(fromEnvironment.filters.dropNamesFile == "/etc/drop.txt")
         #expect(!(try ForwarderConfiguration.resolve(flags: [:], environment: [:])).filters.isActive)
+    }
+}
+
+/// The bound on per-sender series.
+@Suite("per-sender series bound")
+struct SenderSeriesBoundTests {
+    @Test("past the limit, new senders share sender=\"other\" (noted once); known ones keep theirs; 0 turns them off")
+    func bound() {
+        let senders = SenderSeries(limit: 2)
+        #expect(senders.series(for: "a")?.folded == false)
+        #expect(senders.series(for: "b")?.folded == false)
+        #expect(senders.series(for: "c")?.folded == true)
+        #expect(senders.series(for: "d")?.folded == true)
+        #expect(senders.series(for: "a")?.folded == false)
+        #expect(senders.series(for: "other")?.folded == true)
+        #expect(senders.count == 3, "a, b and other")
+        #expect(senders.noteOverflow())
+        #expect(!senders.noteOverflow())
+        #expect(SenderSeries(limit: 0).series(for: "a") == nil)
     }
 }

@@ -103,6 +103,8 @@ public struct ForwarderConfiguration: Equatable, Sendable {
     public var resolutionMap = ResolutionMapSettings()
     /// `-message-types`, `-drop-names-file`, `-keep-names-file`, `-sample-rate`.
     public var filters = FilterSettings()
+    /// `-max-sender-series`: senders with series of their own in /metrics (0: none).
+    public var maxSenderSeries = 1000
 
     public init() {}
 

@@ -37,7 +37,7 @@ extension Setting {
         hecDLQPath, hecAck, hecAckPollInterval, hecAckTimeout, hecCAFile, hecInsecureSkipVerify,
         splunkSourcetype, splunkSource, splunkHost, splunkIndex,
         messageTypes, dropNamesFile, keepNamesFile, sampleRate,
-        shutdownTimeout, statsInterval, logLevel, adminListen, adminClientTTL,
+        shutdownTimeout, statsInterval, logLevel, adminListen, adminClientTTL, maxSenderSeries,
         resolutionMapSize, resolutionTTLMin, resolutionTTLMax,
     ]
 
@@ -282,6 +282,11 @@ extension Setting {
     ) { $1.config.activity.clientTTL = try atLeast(.seconds(1), $0, "must be at least 1s") }
 
     // MARK: Resolution map
+
+    public static let maxSenderSeries = Setting(
+        "max-sender-series", default: "1000",
+        "Senders that get series of their own in `/metrics` (`dnstap_sender_*{sender}`: frames, bytes, decode errors, last frame time); past it they share `sender=\"other\"`. `0`: none."
+    ) { $1.config.maxSenderSeries = try ValueParsing.integer($0, range: 0...100_000) }
 
     // MARK: Filters and sampling
 

@@ -387,6 +387,22 @@ public final class DnstapListener: Service {
             format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, filter: filter, logger: logger)
         var end: (reason: CloseReason, detail: String?) = (.peerClosed, nil)
         var settled = false
+        // The sender's series in /metrics, found once the sender is known (a TLS one at its handshake).
+        var series: SenderSeries.Series?
+        var errorsReported = 0
+        func account(frames: Int, bytes: Int) {
+            if series == nil, let sender = record.sender, let found = statistics.senders.series(for: sender) {
+                series = found.series
+                if found.folded, statistics.senders.noteOverflow() {
+                    logger.warning(
+                        "more senders than -max-sender-series: the others share the series sender=\"other\" in /metrics",
+                        metadata: ["max_sender_series": "\(statistics.senders.limit)", "sender": "\(sender)"])
+                }
+            }
+            let errors = record.decodeErrors.load(ordering: .relaxed)
+            series?.record(frames: frames, bytes: bytes, decodeErrors: errors - errorsReported, nowSeconds: Double(WallClock.nowMicros()) / 1e6)
+            errorsReported = errors
+        }
         // Counts the close and frees the slot. Done before FINISH is written, so a sender that
         // has seen FINISH can reconnect at once and find its slot free.
         func settle() {
@@ -401,7 +417,9 @@ public final class DnstapListener: Service {
                 var iterator = inbound.makeAsyncIterator()
                 while true {
                     var outcome: SessionOutcome
+                    var readBytes = 0
                     if let bytes = try await iterator.next() {
+                        readBytes = bytes.readableBytes
                         outcome = session.receive(bytes)
                     } else {
                         outcome = session.endOfInput()
@@ -417,6 +435,7 @@ public final class DnstapListener: Service {
                             outcome.end = (.protocolError, "a message that is not a PowerDNS protobuf (PBDNSMessage)")
                         }
                     }
+                    account(frames: outcome.frames.count, bytes: readBytes)
                     if let finished = outcome.end {
                         end = finished
                         settle()

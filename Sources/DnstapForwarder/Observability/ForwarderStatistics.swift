@@ -83,9 +83,15 @@ public final class ForwarderStatistics: Sendable {
     public let tlsReloads = Atomic<Int>(0)
     public let tlsReloadFailures = Atomic<Int>(0)
 
-    /// - Parameter metricsFactory: where the counters are also kept (the app's Prometheus registry).
-    public init(metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance) {
+    /// Frames, bytes, decode errors and the last frame's time by sender, bounded.
+    public let senders: SenderSeries
+
+    /// - Parameters:
+    ///   - metricsFactory: where the counters are also kept (the app's Prometheus registry).
+    ///   - maxSenderSeries: `-max-sender-series`.
+    public init(metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance, maxSenderSeries: Int = 1000) {
         let factory = metricsFactory
+        senders = SenderSeries(limit: maxSenderSeries, factory: factory)
         metricAccepted = Counter(label: "dnstap_connections_accepted_total", factory: factory)
         metricRejected = Dictionary(uniqueKeysWithValues: RefusalReason.allCases.map {
             ($0, Counter(label: "dnstap_connections_rejected_total", dimensions: [("reason", $0.rawValue)], factory: factory))

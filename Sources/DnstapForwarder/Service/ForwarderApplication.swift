@@ -36,7 +36,7 @@ public final class ForwarderApplication: Sendable {
         self.configuration = configuration
         self.logger = logger
         let startedAt = WallClock.nowMicros()
-        statistics = ForwarderStatistics(metricsFactory: metrics.metricsFactory)
+        statistics = ForwarderStatistics(metricsFactory: metrics.metricsFactory, maxSenderSeries: configuration.maxSenderSeries)
         resolutionMap = ResolutionMap(settings: configuration.resolutionMap, metricsFactory: metrics.metricsFactory)
         activity = ConnectionActivityTracker(settings: configuration.activity)
         shutdown = ShutdownCoordinator(timeout: configuration.shutdownTimeout, clock: clock)
