@@ -11,9 +11,11 @@
 #   openssl: makes the certificates of the TLS tests (HEC, the dnstap listener)
 #   debootstrap: the minimal Debian root of scripts/test-container-runtime.sh
 #   stunnel4: the TLS wrapper of the recipe for resolvers whose dnstap has no TLS (tested)
+#   prometheus: a real Prometheus that scrapes the forwarder in a test, and promtool, which checks
+#     and unit-tests config/prometheus/alerts.yml
 # Package scripts are kept from starting daemons while installing (unbound would take port 53).
 set -euo pipefail
-pkgs=(fstrm-bin unbound knot-resolver bind9 pdns-recursor dnsdist dnsutils dnsperf golang-github-dnstap-golang-dnstap-cli time python3 procps zlib1g-dev libprotobuf-c-dev openssl debootstrap stunnel4)
+pkgs=(fstrm-bin unbound knot-resolver bind9 pdns-recursor dnsdist dnsutils dnsperf golang-github-dnstap-golang-dnstap-cli time python3 procps zlib1g-dev libprotobuf-c-dev openssl debootstrap stunnel4 prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -28,6 +28,10 @@ public protocol EventSink: Sendable {
     func shutdown() async
     /// Whether the output takes events now (for `/readyz`), with the reason when not.
     var readiness: OutputReadiness { get }
+    /// HEC's circuit breaker is open (probing its health endpoint instead of sending).
+    var isCircuitOpen: Bool { get }
+    /// The durable spool's bytes and its bound (nil: no spool).
+    var spoolUsage: (bytes: Int, capacity: Int)? { get }
 }
 
 /// Whether an output is taking events.
@@ -40,6 +44,8 @@ extension EventSink {
     public var maxConcurrentWrites: Int { 1 }
     public func backlogWriteLimit(batchSize: Int) -> Int? { nil }
     public var readiness: OutputReadiness { .ready }
+    public var isCircuitOpen: Bool { false }
+    public var spoolUsage: (bytes: Int, capacity: Int)? { nil }
     public func run() async {}
     public func flush() async throws {}
 }

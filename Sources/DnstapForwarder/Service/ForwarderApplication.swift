@@ -78,6 +78,13 @@ public final class ForwarderApplication: Sendable {
         metrics.addGauge("dnstap_resolution_map_capacity") { resolutionMap.settings.capacity }
         metrics.addGauge("dnstap_listening") { listener.isListening ? 1 : 0 }
         metrics.addGauge("dnstap_output_ready") { sink.readiness == .ready ? 1 : 0 }
+        if case .hec = configuration.output {
+            metrics.addGauge("dnstap_hec_circuit_open") { sink.isCircuitOpen ? 1 : 0 }
+        }
+        if sink.spoolUsage != nil {
+            metrics.addGauge("dnstap_spool_bytes") { sink.spoolUsage?.bytes ?? 0 }
+            metrics.addGauge("dnstap_spool_capacity_bytes") { sink.spoolUsage?.capacity ?? 0 }
+        }
         if let tls {
             metrics.addGauge("dnstap_tls_certificate_expiry_timestamp_seconds") { Int(tls.current.notValidAfter) }
         }

@@ -35,6 +35,8 @@ public final class HECSink: EventSink {
 
     public var maxConcurrentWrites: Int { settings.maxInFlight }
 
+    public var isCircuitOpen: Bool { condition.withLock { $0.circuitOpen != nil } }
+
     /// What `/readyz` reports: a refused token or an open circuit make the output not ready.
     private struct Condition {
         var tokenRefused: String?

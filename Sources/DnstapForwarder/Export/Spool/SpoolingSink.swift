@@ -25,6 +25,9 @@ public final class SpoolingSink: EventSink {
         return .ready
     }
 
+    public var isCircuitOpen: Bool { downstream.isCircuitOpen }
+    public var spoolUsage: (bytes: Int, capacity: Int)? { (spool.bytes, spool.maxBytes) }
+
     public func write(_ events: [ForwardedEvent]) async throws -> SinkResult {
         try await spool.append(events)
         statistics.spooled(events.count)
