@@ -51,7 +51,13 @@ struct PrometheusText {
             let value = try #require(Double(line[line.index(after: space)...]), "bad value: \(line)")
             let family = String(key.prefix { $0 != "{" })
             try #require(family.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == ":" }, "bad name: \(line)")
-            try #require(types[family] != nil, "sample before its TYPE: \(line)")
+            // A histogram's or summary's samples are its name with _bucket, _sum or _count.
+            var declared = types[family]
+            for suffix in ["_bucket", "_sum", "_count"] where declared == nil && family.hasSuffix(suffix) {
+                let type = types[String(family.dropLast(suffix.count))]
+                if type == "histogram" || type == "summary" { declared = type }
+            }
+            try #require(declared != nil, "sample before its TYPE: \(line)")
             if key.contains("{") { try #require(key.hasSuffix("}"), "bad labels: \(line)") }
             samples[key] = value
         }

@@ -84,8 +84,13 @@ struct HECTests {
         let (_, summary) = try await withForwarder(Self.configure(placeholder), sink: nil, logger: recorder.logger()) { forwarder in
             let names = try await Self.send(100, to: forwarder)
             try await within(30, "a failed attempt") { await recorder.waitFor("HEC request failed") }
+            // Failures in a row open the circuit, which /metrics shows.
+            try await within(30, "the circuit to open") { await recorder.waitFor("HEC circuit open after repeated failures") }
+            #expect(try PrometheusText(try await forwarder.admin("/metrics").body)["dnstap_hec_circuit_open"] == 1)
             let again = try await HECTestServer(port: port)
             try await within(60, "events at HEC") { await again.waitForEvents(100) }
+            try await within(30, "the circuit to close") { await recorder.waitFor("closing the circuit") }
+            #expect(try PrometheusText(try await forwarder.admin("/metrics").body)["dnstap_hec_circuit_open"] == 0)
             #expect(Set(Self.queriesOf(again)) == names)
             #expect(again.violations.isEmpty)
             await again.stop()

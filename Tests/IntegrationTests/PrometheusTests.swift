@@ -35,14 +35,33 @@ struct PrometheusTests {
         ((result.first?["value"] as? [Any])?.last as? String).flatMap(Double.init)
     }
 
-    @Test("a real Prometheus scrapes /metrics: after a replay its API returns the events out, by sender, with the rules loaded")
+    /// Every query of the Grafana dashboard, its variables filled in for an instant query.
+    static func dashboardQueries() throws -> [(panel: String, expression: String)] {
+        let data = try Data(contentsOf: packageRoot.appendingPathComponent("config/grafana/dnstap-forwarder.json"))
+        let dashboard = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let panels = try #require(dashboard["panels"] as? [[String: Any]])
+        return panels.flatMap { panel in
+            ((panel["targets"] as? [[String: Any]]) ?? []).compactMap { target in
+                (target["expr"] as? String).map {
+                    (panel["title"] as? String ?? "?", $0.replacingOccurrences(of: "$__rate_interval", with: "30s")
+                        .replacingOccurrences(of: "$instance", with: ".*"))
+                }
+            }
+        }
+    }
+
+    @Test("a real Prometheus scrapes /metrics: after a session through HEC its API returns the events out, by sender, the rules loaded, and every query of the Grafana dashboard returns data")
     func realPrometheus() async throws {
         let executable = try tool("prometheus")
         let directory = try TemporaryDirectory()
+        let queries = try Self.dashboardQueries()
+        #expect(queries.count >= 20)
         let (payloads, _) = DnstapBuilder.pairs(400, prefix: "p", suffix: ".prometheus.test")
-        _ = try await withForwarder { forwarder -> Void in
+        let hec = try await HECTestServer()
+        defer { Task { await hec.stop() } }
+        _ = try await withForwarder(HECTests.configure(hec, { $0.hec.spoolPath = directory.path + "/spool" }), sink: nil) { forwarder -> Void in
             try await sendSession(payloads, to: forwarder)
-            try await within(30, "the events out") { await forwarder.sink.waitUntil { $0.count >= payloads.count } }
+            try await within(60, "the events at HEC") { await hec.waitForEvents(payloads.count) }
             let admin = try await forwarder.application.admin!.boundAddress()
             let port = try freePort()
             try """
@@ -63,21 +82,35 @@ struct PrometheusTests {
             ])
             defer { prometheus.signal(SIGTERM) }
             let url = "http://127.0.0.1:\(port)"
-            // Ready once a scrape has stored the counter with every event: the API is asked until
-            // it says so (each answer is one scrape later), within the bound.
-            let out = try await within(90, "Prometheus to scrape the events out") {
-                while true {
-                    let result = (try? await Self.query(url, "dnstap_events_out_total")) ?? []
-                    if let value = Self.value(result), value >= Double(payloads.count) { return value }
-                    if !prometheus.process.isRunning { throw TestError.failed("prometheus exited: \(prometheus.text)") }
-                    try await Task.sleep(for: .milliseconds(200))
+            // Asked until a scrape has stored what is asked (each answer is at most a scrape later),
+            // within the bound; a rate needs two scrapes.
+            func answer(_ expression: String, _ done: @escaping @Sendable (Double?) -> Bool) async throws -> Double? {
+                try await within(90, "Prometheus to answer \(expression)") {
+                    while true {
+                        let value = Self.value((try? await Self.query(url, expression)) ?? [])
+                        if done(value) { return value }
+                        if !prometheus.process.isRunning { throw TestError.failed("prometheus exited: \(prometheus.text)") }
+                        try await Task.sleep(for: .milliseconds(200))
+                    }
                 }
             }
-            #expect(out == Double(payloads.count))
-            let frames = Self.value(try await Self.query(url, "dnstap_sender_frames_total{sender=\"uid=\(getuid())\"}"))
-            #expect(frames == Double(payloads.count))
-            let up = Self.value(try await Self.query(url, "up{job=\"dnstap-forwarder\"}"))
-            #expect(up == 1)
+            let total = Double(payloads.count)
+            #expect(try await answer("dnstap_events_out_total") { ($0 ?? 0) >= total } == total)
+            #expect(try await answer("dnstap_sender_frames_total{sender=\"uid=\(getuid())\"}") { $0 != nil } == total)
+            #expect(try await answer("up{job=\"dnstap-forwarder\"}") { $0 != nil } == 1)
+            #expect(try await answer("sum(dnstap_hec_request_duration_seconds_count)") { $0 != nil }.map { $0 >= 1 } == true)
+            // Every panel's query names metrics that exist: each returns a sample (a rate once two
+            // scrapes are in its window).
+            for (panel, expression) in queries {
+                let series = try await within(90, "\(panel): \(expression)") {
+                    while true {
+                        let count = ((try? await Self.query(url, expression)) ?? []).count
+                        if count > 0 { return count }
+                        try await Task.sleep(for: .milliseconds(200))
+                    }
+                }
+                #expect(series > 0, "\(panel): \(expression)")
+            }
             // The rules file loaded, with every rule.
             let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url + "/api/v1/rules"), timeout: .seconds(10))
             let rules = String(buffer: try await response.body.collect(upTo: 1 << 20))

@@ -12,11 +12,18 @@ struct SpoolTests {
         let spool = directory.path + "/spool"
         let down = try await HECTestServer()
         down.setDefault(.respond(status: 503, body: #"{"text":"Server is busy","code":9}"#))
+        let recorder = LogRecorder()
         let (names, first) = try await withForwarder(
-            HECTests.configure(down, { $0.hec.spoolPath = spool; $0.shutdownTimeout = .milliseconds(500) }), sink: nil
+            HECTests.configure(down, { $0.hec.spoolPath = spool; $0.shutdownTimeout = .milliseconds(500) }), sink: nil,
+            logger: recorder.logger(level: .debug)
         ) { forwarder in
             let names = try await HECTests.send(100, to: forwarder)
             await forwarder.application.registry.waitUntilActive(atMost: 0)
+            // The spool's bytes and bound in /metrics, once all 100 are in it.
+            try await within(30, "all spooled") { await recorder.waitFor("spooled_total=100") }
+            let metrics = try PrometheusText(try await forwarder.admin("/metrics").body)
+            #expect((metrics["dnstap_spool_bytes"] ?? 0) > 0)
+            #expect(metrics["dnstap_spool_capacity_bytes"] == Double(forwarder.application.configuration.hec.spoolMaxBytes))
             return names
         }
         await down.stop()

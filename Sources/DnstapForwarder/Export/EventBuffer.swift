@@ -42,6 +42,13 @@ public final class EventBuffer: Sendable {
     /// Events held, queued or being written.
     public var fill: Int { state.withLock { $0.machine.fill } }
 
+    /// How long the oldest event still queued (not yet taken by the output) has waited; zero when
+    /// none waits.
+    public var oldestQueuedAge: TimeAmount {
+        let oldest = state.withLock { $0.machine.queue.isEmpty ? nil : $0.machine.oldestEnqueuedAt }
+        return oldest.map { NIODeadline.now() - $0 } ?? .zero
+    }
+
     // MARK: - Producers
 
     /// Appends `events` in order, waiting for room as needed. Returns how many were *not* taken

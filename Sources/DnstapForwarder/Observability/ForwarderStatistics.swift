@@ -85,6 +85,8 @@ public final class ForwarderStatistics: Sendable {
 
     /// Frames, bytes, decode errors and the last frame's time by sender, bounded.
     public let senders: SenderSeries
+    /// How long HEC took to answer each request (sent to the reply read), any answer or error.
+    private let metricHECRequestDuration: Metrics.Timer
 
     /// - Parameters:
     ///   - metricsFactory: where the counters are also kept (the app's Prometheus registry).
@@ -92,6 +94,7 @@ public final class ForwarderStatistics: Sendable {
     public init(metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance, maxSenderSeries: Int = 1000) {
         let factory = metricsFactory
         senders = SenderSeries(limit: maxSenderSeries, factory: factory)
+        metricHECRequestDuration = Metrics.Timer(label: "dnstap_hec_request_duration_seconds", factory: factory)
         metricAccepted = Counter(label: "dnstap_connections_accepted_total", factory: factory)
         metricRejected = Dictionary(uniqueKeysWithValues: RefusalReason.allCases.map {
             ($0, Counter(label: "dnstap_connections_rejected_total", dimensions: [("reason", $0.rawValue)], factory: factory))
@@ -185,6 +188,10 @@ public final class ForwarderStatistics: Sendable {
     /// Events waiting in the durable spool (0 without one).
     public var spoolPending: Int { spoolPendingSource.withLock { $0 }?() ?? 0 }
 
+    func hecRequest(took duration: Duration) {
+        metricHECRequestDuration.recordNanoseconds(duration.nanosecondsClamped)
+    }
+
     func retried() {
         outputRetries.add(1, ordering: .relaxed)
         metricRetries.increment()
@@ -218,4 +225,13 @@ public final class ForwarderStatistics: Sendable {
     public var droppedByReason: [DropReason: Int] { dropped.withLock { $0 } }
     public var droppedTotal: Int { droppedByReason.values.reduce(0, +) }
     public var filteredByReason: [FilterReason: Int] { filteredOut.withLock { $0 } }
+}
+
+extension Duration {
+    /// Whole nanoseconds, clamped to Int64.
+    var nanosecondsClamped: Int64 {
+        let (seconds, attoseconds) = components
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? (seconds < 0 ? .min : .max) : scaled &+ attoseconds / 1_000_000_000
+    }
 }

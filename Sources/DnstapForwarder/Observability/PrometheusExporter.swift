@@ -11,7 +11,7 @@ public final class PrometheusExporter: Sendable {
 
     private struct ScrapedGauge {
         let gauge: Metrics.Gauge
-        let read: @Sendable () -> Int
+        let read: @Sendable () -> Double
     }
 
     public init() {
@@ -21,6 +21,12 @@ public final class PrometheusExporter: Sendable {
 
     /// A gauge whose value is read from `read` at every scrape.
     public func addGauge(_ label: String, dimensions: [(String, String)] = [], read: @escaping @Sendable () -> Int) {
+        let gauge = Metrics.Gauge(label: label, dimensions: dimensions, factory: metricsFactory)
+        gauges.withLock { $0.append(ScrapedGauge(gauge: gauge, read: { Double(read()) })) }
+    }
+
+    /// A gauge with a fractional value (seconds), read at every scrape.
+    public func addGauge(_ label: String, dimensions: [(String, String)] = [], seconds read: @escaping @Sendable () -> Double) {
         let gauge = Metrics.Gauge(label: label, dimensions: dimensions, factory: metricsFactory)
         gauges.withLock { $0.append(ScrapedGauge(gauge: gauge, read: read)) }
     }

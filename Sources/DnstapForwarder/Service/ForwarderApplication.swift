@@ -73,6 +73,7 @@ public final class ForwarderApplication: Sendable {
         metrics.addGauge("dnstap_connections_max") { registry.maxConnections }
         metrics.addGauge("dnstap_buffer_events") { buffer.fill }
         metrics.addGauge("dnstap_buffer_capacity") { buffer.capacity }
+        metrics.addGauge("dnstap_buffer_oldest_event_age_seconds", seconds: { Double(buffer.oldestQueuedAge.nanoseconds) / 1e9 })
         metrics.addGauge("dnstap_spool_pending_events") { statistics.spoolPending }
         metrics.addGauge("dnstap_resolution_map_entries") { resolutionMap.statistics.entries }
         metrics.addGauge("dnstap_resolution_map_capacity") { resolutionMap.settings.capacity }

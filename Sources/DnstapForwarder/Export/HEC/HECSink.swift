@@ -235,6 +235,8 @@ public final class HECSink: EventSink {
         if settings.gzip { request.headers.add(name: "Content-Encoding", value: "gzip") }
         if settings.acknowledgements { request.headers.add(name: "X-Splunk-Request-Channel", value: channel) }
         request.body = .bytes(body)
+        let started = ContinuousClock.now
+        defer { statistics.hecRequest(took: ContinuousClock.now - started) }
         do {
             let response = try await client.execute(request, timeout: TimeAmount(settings.requestTimeout))
             let reply = try await response.body.collect(upTo: 64 * 1024)
