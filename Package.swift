@@ -87,8 +87,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            plugins: ["BuildInfo"]
         ),
+        // Writes the git commit into the binary for `--version` (Plugins/BuildInfo).
+        .plugin(name: "BuildInfo", capability: .buildTool()),
         // A fast HEC-compatible receiver for scripts/bench.sh (not part of the service).
         .executableTarget(
             name: "HECBenchReceiver",

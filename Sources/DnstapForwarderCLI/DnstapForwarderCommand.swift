@@ -18,6 +18,11 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
             Exit status: 0 clean, 1 the service failed, 2 bad configuration, 3 events left undelivered.
             """)
 
+    /// `--version`: the release, and the git commit it was built from where the build knew it.
+    static var versionLine: String {
+        "dnstap-forwarder \(ForwarderVersion.release)" + (buildCommit.map { " (commit \($0))" } ?? "")
+    }
+
     /// Every setting, for `--help`: its flags, then its help wrapped under it.
     static var flagsHelp: String {
         var lines = ["FLAGS:"]
@@ -47,6 +52,10 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
         let words = CommandLine.arguments.dropFirst()
         if words.contains(where: { ["-h", "-help", "--help"].contains($0) }) {
             print(helpMessage() + "\n" + flagsHelp)
+            Foundation.exit(0)
+        }
+        if words.contains(where: { ["-version", "--version"].contains($0) }) {
+            print(versionLine)
             Foundation.exit(0)
         }
         // The README's flag table, from the declarations (the documentation test keeps them equal).

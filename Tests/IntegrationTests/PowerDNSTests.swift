@@ -163,7 +163,7 @@ struct PowerDNSTests {
             func closedAfter(_ bytes: [UInt8], halfClose: Bool = false) async throws {
                 let client = try await FrameStreamsTestClient.connect(to: address)
                 try await client.send(bytes)
-                if halfClose { await client.close() } else { try await within(10, "closed") { await client.waitForClose() } }
+                if halfClose { await client.close() } else { _ = try await within(10, "closed") { await client.waitForClose() } }
             }
             // An HTTP request: its first two bytes read as a length of 18245, over -max-frame-size.
             try await closedAfter(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
@@ -190,7 +190,7 @@ struct PowerDNSTests {
         let (_, refused) = try await withForwarder(Self.configure { $0.allowFrom = try! AllowList(parsing: "10.0.0.0/8") }) { forwarder in
             let client = try await FrameStreamsTestClient.connect(to: forwarder.tcpAddress!)
             try? await client.send(Self.framed(Self.valid))
-            try await within(10, "refused") { await client.waitForClose() }
+            _ = try await within(10, "refused") { await client.waitForClose() }
             #expect(forwarder.statistics.rejectedByReason[.notAllowed] == 1)
             #expect(forwarder.sink.lines.isEmpty)
             return ()
