@@ -158,24 +158,26 @@ struct PowerDNSTests {
 
     @Test("hostile senders: garbage, an empty or oversized length, a cut-off message, an address outside -allow-from; each counted and closed")
     func hostile() async throws {
-        let (_, summary) = try await withForwarder(Self.configure { $0.maxFrameSize = 1000 }) { forwarder in
+        let recorder = LogRecorder()
+        let (_, summary) = try await withForwarder(Self.configure { $0.maxFrameSize = 1000 }, logger: recorder.logger()) { forwarder in
             let address = forwarder.tcpAddress!
-            func closedAfter(_ bytes: [UInt8], halfClose: Bool = false) async throws {
+            /// Sends `bytes` (then closes, with `close`), and waits for the close to be logged with `detail`.
+            func closed(after bytes: [UInt8], close: Bool = false, logging detail: String) async throws {
                 let client = try await FrameStreamsTestClient.connect(to: address)
                 try await client.send(bytes)
-                if halfClose { await client.close() } else { _ = try await within(10, "closed") { await client.waitForClose() } }
+                if close { await client.close() } else { _ = try await within(10, "closed") { await client.waitForClose() } }
+                try await within(30, "the close logged: \(detail)") { await recorder.waitFor(detail) }
             }
             // An HTTP request: its first two bytes read as a length of 18245, over -max-frame-size.
-            try await closedAfter(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+            try await closed(after: Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8), logging: "a message of 18245 bytes, over the 1000-byte limit")
             #expect(forwarder.statistics.oversizedFrames.load(ordering: .relaxed) == 1)
             // A length of 0.
-            try await closedAfter(Self.framed(Self.valid) + [0, 0])
+            try await closed(after: Self.framed(Self.valid) + [0, 0], logging: "a message of length 0")
             // Bytes of the right length that are not a PBDNSMessage.
-            try await closedAfter(Self.framed(Self.valid) + Self.framed([0xFF, 0xFF, 0xFF, 0xFF, 0xFF]))
+            try await closed(after: Self.framed(Self.valid) + Self.framed([0xFF, 0xFF, 0xFF, 0xFF, 0xFF]), logging: "not a PowerDNS protobuf")
             #expect(forwarder.statistics.protobufErrors.load(ordering: .relaxed) == 2)
             // A message cut off by the close: the whole one before it is kept.
-            try await closedAfter(Self.framed(Self.valid) + Array(Self.framed(Self.valid).prefix(7)), halfClose: true)
-            await forwarder.application.registry.waitUntilActive(atMost: 0)
+            try await closed(after: Self.framed(Self.valid) + Array(Self.framed(Self.valid).prefix(7)), close: true, logging: "the stream ended inside a message")
             #expect(forwarder.statistics.truncatedMessages.load(ordering: .relaxed) == 1)
             #expect(forwarder.statistics.closedByReason[.protocolError] == 4)
             // Every whole valid message before the bad ones became an event: three.

@@ -164,7 +164,8 @@ struct TLSListenerTests {
             for _ in 0..<8 { flood.append(try await FrameStreamsTestClient.connect(to: address)) }
             // One of those inside the cap stops in the middle of a ClientHello (a record header
             // announcing 512 bytes, then 5 of them).
-            try await flood[0].send([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC, 0x03])
+            // (Under ThreadSanitizer its timeout may already have closed it: the same end.)
+            try? await flood[0].send([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC, 0x03])
             let opened = flood
             try await within(20, "every connection closed") {
                 for client in opened { await client.waitForClose() }
