@@ -129,15 +129,21 @@ enum DnstapFuzzing {
     /// The frame's event (checked), or nil when the frame was refused.
     @discardableResult
     private static func encode(_ frame: ByteBuffer) -> ByteBuffer? {
+        encodeChecked { try $0.append(frame: frame, receivedAtMicros: receivedAt) }
+    }
+
+    /// One message through a fresh encoder by `append`, checked: refused with no event, or exactly
+    /// one valid JSON event whose address facts keep the map's rules. The event, or nil if refused.
+    static func encodeChecked(_ append: (inout DnstapEventEncoder) throws -> Void) -> ByteBuffer? {
         var encoder = DnstapEventEncoder(collectResolutions: true)
         do {
-            try encoder.append(frame: frame, receivedAtMicros: receivedAt)
+            try append(&encoder)
         } catch {
-            check(encoder.takeEvents().isEmpty, "a refused frame still gave an event")
+            check(encoder.takeEvents().isEmpty, "a refused message still gave an event")
             return nil
         }
         let events = encoder.takeEvents()
-        check(events.count == 1, "one frame gave \(events.count) events")
+        check(events.count == 1, "one message gave \(events.count) events")
         JSONCheck.validateEvent(Array(events[0].json.readableBytesView))
         for observation in encoder.takeResolutions().observations {
             check(observation.name == observation.name.lowercased(), "a name not lowercased: \(observation.name)")

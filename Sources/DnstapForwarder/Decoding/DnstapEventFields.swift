@@ -95,39 +95,42 @@ enum DnstapEventFields {
     }
 
     private static func writeTransport(_ message: Dnstap__Message, into json: JSONObjectWriter) {
-        if message.has_socket_family != 0 {
-            switch message.socket_family.rawValue {
-            case 1: json.field("socket_family", static: "INET")
-            case 2: json.field("socket_family", static: "INET6")
-            default: json.field("socket_family", "UNKNOWN(\(Int32(bitPattern: message.socket_family.rawValue)))")
-            }
-        }
-        if message.has_socket_protocol != 0 {
-            let name: StaticString
-            switch message.socket_protocol.rawValue {
-            case 1: name = "udp"
-            case 2: name = "tcp"
-            case 3: name = "dot"
-            case 4: name = "doh"
-            case 5: name = "dnscrypt-udp"
-            case 6: name = "dnscrypt-tcp"
-            case 7: name = "doq"
-            default:
-                json.field("transport", "unknown(\(Int32(bitPattern: message.socket_protocol.rawValue)))")
-                return writeHTTPProtocol(message, into: json)
-            }
-            json.field("transport", static: name)
-        }
-        writeHTTPProtocol(message, into: json)
+        if message.has_socket_family != 0 { writeSocketFamily(message.socket_family.rawValue, into: json) }
+        if message.has_socket_protocol != 0 { writeSocketProtocol(message.socket_protocol.rawValue, into: json) }
+        if message.has_http_protocol != 0 { writeHTTPProtocol(message.http_protocol.rawValue, into: json) }
     }
 
-    private static func writeHTTPProtocol(_ message: Dnstap__Message, into json: JSONObjectWriter) {
-        guard message.has_http_protocol != 0 else { return }
-        switch message.http_protocol.rawValue {
+    // The enums' numbers are the same in dnstap and in PowerDNS's protobuf logging.
+
+    static func writeSocketFamily(_ raw: UInt32, into json: JSONObjectWriter) {
+        switch raw {
+        case 1: json.field("socket_family", static: "INET")
+        case 2: json.field("socket_family", static: "INET6")
+        default: json.field("socket_family", "UNKNOWN(\(Int32(bitPattern: raw)))")
+        }
+    }
+
+    static func writeSocketProtocol(_ raw: UInt32, into json: JSONObjectWriter) {
+        let name: StaticString
+        switch raw {
+        case 1: name = "udp"
+        case 2: name = "tcp"
+        case 3: name = "dot"
+        case 4: name = "doh"
+        case 5: name = "dnscrypt-udp"
+        case 6: name = "dnscrypt-tcp"
+        case 7: name = "doq"
+        default: return json.field("transport", "unknown(\(Int32(bitPattern: raw)))")
+        }
+        json.field("transport", static: name)
+    }
+
+    static func writeHTTPProtocol(_ raw: UInt32, into json: JSONObjectWriter) {
+        switch raw {
         case 1: json.field("http_protocol", static: "HTTP1")
         case 2: json.field("http_protocol", static: "HTTP2")
         case 3: json.field("http_protocol", static: "HTTP3")
-        default: json.field("http_protocol", "UNKNOWN(\(Int32(bitPattern: message.http_protocol.rawValue)))")
+        default: json.field("http_protocol", "UNKNOWN(\(Int32(bitPattern: raw)))")
         }
     }
 

@@ -85,22 +85,9 @@ enum PowerDNSEventFields {
     // MARK: - Parts
 
     private static func writeTransport(_ fields: PBDNSMessage, into json: JSONObjectWriter) {
-        if fields.has_socketfamily != 0 {
-            switch fields.socketfamily.rawValue {
-            case 1: json.field("socket_family", static: "INET")
-            case 2: json.field("socket_family", static: "INET6")
-            default: json.field("socket_family", "UNKNOWN(\(Int32(bitPattern: fields.socketfamily.rawValue)))")
-            }
-        }
-        if fields.has_socketprotocol != 0 {
-            let raw = Int32(bitPattern: fields.socketprotocol.rawValue)
-            let names = ["udp", "tcp", "dot", "doh", "dnscrypt-udp", "dnscrypt-tcp", "doq"]
-            json.field("transport", raw >= 1 && Int(raw) <= names.count ? names[Int(raw) - 1] : "unknown(\(raw))")
-        }
-        if fields.has_httpversion != 0 {
-            let raw = Int32(bitPattern: fields.httpversion.rawValue)
-            json.field("http_protocol", raw >= 1 && raw <= 3 ? "HTTP\(raw)" : "UNKNOWN(\(raw))")
-        }
+        if fields.has_socketfamily != 0 { DnstapEventFields.writeSocketFamily(fields.socketfamily.rawValue, into: json) }
+        if fields.has_socketprotocol != 0 { DnstapEventFields.writeSocketProtocol(fields.socketprotocol.rawValue, into: json) }
+        if fields.has_httpversion != 0 { DnstapEventFields.writeHTTPProtocol(fields.httpversion.rawValue, into: json) }
     }
 
     private static let policyTypes = ["UNKNOWN", "QNAME", "CLIENTIP", "RESPONSEIP", "NSDNAME", "NSIP"]
