@@ -399,8 +399,12 @@ public final class DnstapListener: Service {
                         metadata: ["max_sender_series": "\(statistics.senders.limit)", "sender": "\(sender)"])
                 }
             }
+            // No series (-max-sender-series 0, or no sender yet): nothing to read per read.
+            guard let series else { return }
             let errors = record.decodeErrors.load(ordering: .relaxed)
-            series?.record(frames: frames, bytes: bytes, decodeErrors: errors - errorsReported, nowSeconds: Double(WallClock.nowMicros()) / 1e6)
+            series.record(
+                frames: frames, bytes: bytes, decodeErrors: errors - errorsReported,
+                nowSeconds: frames > 0 ? Double(WallClock.nowMicros()) / 1e6 : 0)
             errorsReported = errors
         }
         // Counts the close and frees the slot. Done before FINISH is written, so a sender that
