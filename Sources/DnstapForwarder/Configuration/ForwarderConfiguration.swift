@@ -103,6 +103,8 @@ public struct ForwarderConfiguration: Equatable, Sendable {
     public var resolutionMap = ResolutionMapSettings()
     /// `-message-types`, `-drop-names-file`, `-keep-names-file`, `-sample-rate`.
     public var filters = FilterSettings()
+    /// `-transactions`, `-transaction-timeout`, `-transaction-table-size`.
+    public var transactions = TransactionSettings()
     /// `-max-sender-series`: senders with series of their own in /metrics (0: none).
     public var maxSenderSeries = 1000
 
@@ -236,6 +238,8 @@ public struct ForwarderConfiguration: Equatable, Sendable {
             "log_level": .string(logLevel.rawValue),
             "admin_listen": .string(adminListen.map { $0.host.contains(":") ? "[\($0.host)]:\($0.port)" : "\($0.host):\($0.port)" } ?? "off"),
             "filters": .string(filters.isActive ? filters.description : "off"),
+            "transactions": .string(
+                transactions.enabled ? "on, timeout \(transactions.timeout), table \(transactions.tableSize)" : "off"),
             "resolution_map": .string(resolutionMap.capacity == 0 ? "off" : "\(resolutionMap.capacity) addresses, ttl \(resolutionMap.ttlFloor)..\(resolutionMap.ttlCeiling)"),
         ]
         if let pdns = pdnsListen {

@@ -36,7 +36,7 @@ extension Setting {
         hecRetryInitialDelay, hecRetryMaxDelay, hecPersistentBuf, hecBufPath, hecBufMaxSize, hecBufFsync, hecMaxInFlight,
         hecDLQPath, hecAck, hecAckPollInterval, hecAckTimeout, hecCAFile, hecInsecureSkipVerify,
         splunkSourcetype, splunkSource, splunkHost, splunkIndex,
-        messageTypes, dropNamesFile, keepNamesFile, sampleRate,
+        messageTypes, dropNamesFile, keepNamesFile, sampleRate, transactions, transactionTimeout, transactionTableSize,
         shutdownTimeout, statsInterval, logLevel, adminListen, adminClientTTL, maxSenderSeries,
         resolutionMapSize, resolutionTTLMin, resolutionTTLMax,
     ]
@@ -312,6 +312,21 @@ extension Setting {
     public static let sampleRate = Setting(
         "sample-rate", default: "1", "Write the messages of one question name in N (by a hash of the name, so a name's traffic stays together); answers other than NOERROR are always written; kept events carry `sample_rate`. `1`: all."
     ) { $1.config.filters.sampleRate = try ValueParsing.integer($0, range: 1...1_000_000) }
+
+    // MARK: Transactions
+
+    public static let transactions = Setting(
+        "transactions", default: "false", boolean: true,
+        "Join each query with its response into one event (the response's fields, `query_timestamp` and `duration`); a query without a response is written with `\"unanswered\": true`."
+    ) { $1.config.transactions.enabled = try ValueParsing.boolean($0) }
+    public static let transactionTimeout = Setting(
+        "transaction-timeout", default: "5s",
+        "How long a query waits for its response before it is written unanswered."
+    ) { $1.config.transactions.timeout = try atLeast(.milliseconds(1), $0, "must be greater than 0") }
+    public static let transactionTableSize = Setting(
+        "transaction-table-size", default: "100000",
+        "Queries waiting for their responses, at most; when full, the oldest is written unanswered early (counted `evicted`)."
+    ) { $1.config.transactions.tableSize = try ValueParsing.integer($0, range: 1...10_000_000) }
 
     public static let resolutionMapSize = Setting(
         "resolution-map-size", default: "100000",

@@ -22,6 +22,21 @@ public struct DnstapEventEncoder {
     var filter: (settings: FilterSettings, drop: NameSuffixSet?, keep: NameSuffixSet?)?
     /// Events the filter left out since the last `takeFiltered()`, by reason.
     private var filtered: [FilterReason: Int] = [:]
+    /// The pending queries of `-transactions` (README, "Transactions"), shared by every
+    /// connection; nil: each message is its own event.
+    var transactions: TransactionTable?
+    /// How the join went since the last `takeTransactionOutcomes()`.
+    private var outcomes: [TransactionOutcome: Int] = [:]
+    private var keyScratch: [UInt8] = []
+
+    /// A message's part in the join.
+    private enum JoinRole {
+        case none
+        /// A query to hold until its response.
+        case query(TransactionKey)
+        /// A response, to join with its query if that is held.
+        case response(TransactionKey)
+    }
 
     /// - Parameters:
     ///   - collectResolutions: also gather the address facts of responses (for the resolution
@@ -53,25 +68,74 @@ public struct DnstapEventEncoder {
         let time = DnstapEventFields.write(
             dnstap, receivedAtMicros: receivedAtMicros, sender: sender, into: writer, names: &names, resolutions: &resolutions,
             recent: recentResponses, facts: &facts)
-        finish(start: start, time: time, facts: facts)
+        var role = JoinRole.none
+        if transactions != nil, let isQuery = facts.isQuery, !isQuery || facts.dnsParsed,
+           let key = TransactionKey(dnstap: dnstap, isQuery: isQuery, scratch: &keyScratch)
+        {
+            role = isQuery ? .query(key) : .response(key)
+        }
+        finish(start: start, time: time, facts: facts, role: role)
     }
 
-    /// Ends the event begun at `start`, or takes it back if the filter leaves it out.
-    private mutating func finish(start: Int, time: Int64, facts: EventFacts) {
-        if let filter {
-            switch EventFilter.verdict(facts, settings: filter.settings, drop: filter.drop, keep: filter.keep) {
-            case .keep:
+    /// Ends the event begun at `start`: written, held (a query waiting for its response), joined
+    /// with its held query (a response), or taken back if the filter leaves it out.
+    private mutating func finish(start: Int, time: Int64, facts: EventFacts, role: JoinRole = .none) {
+        let verdict = filter.map { EventFilter.verdict(facts, settings: $0.settings, drop: $0.drop, keep: $0.keep) } ?? .keep
+        switch role {
+        case .none:
+            break
+        case .query(let key):
+            // Held whatever sampling says (its response decides); left out by another filter, not held.
+            if case .drop(let reason) = verdict, reason != .sample { break }
+            let held = HeldQuery(
+                json: Array(UnsafeRawBufferPointer(rebasing: writer.bytes[start...])), timeMicros: time,
+                sampleRate: filter?.settings.sampleRate ?? 1)
+            writer.truncate(to: start)
+            for (released, why) in transactions!.hold(key, held) { writeReleased(released, why) }
+            return
+        case .response(let key):
+            guard let query = transactions!.take(key) else {
+                outcomes[.unmatchedResponse, default: 0] += 1
                 break
-            case .keepSampled(let rate):
-                writer.field("sample_rate", rate)
-            case .drop(let reason):
-                writer.truncate(to: start)
-                filtered[reason, default: 0] += 1
-                return
             }
+            outcomes[.joined, default: 0] += 1
+            if case .drop = verdict { break }
+            if !facts.wroteQueryTime { writer.field("query_timestamp", timestampMicros: query.timeMicros) }
+            if !facts.wroteDuration { writer.field("duration", micros: time - query.timeMicros) }
+        }
+        switch verdict {
+        case .keep:
+            break
+        case .keepSampled(let rate):
+            writer.field("sample_rate", rate)
+        case .drop(let reason):
+            writer.truncate(to: start)
+            filtered[reason, default: 0] += 1
+            return
         }
         writer.endObject()
         pending.append((start, writer.count, time))
+    }
+
+    /// A held query that left the table without its response, written unanswered.
+    private mutating func writeReleased(
+        _ query: HeldQuery, _ why: TransactionTableStateMachine<TransactionKey, HeldQuery>.Release
+    ) {
+        let start = writer.count
+        query.writeUnanswered(into: writer)
+        pending.append((start, writer.count, query.timeMicros))
+        switch why {
+        case .evicted: outcomes[.evicted, default: 0] += 1
+        case .superseded: outcomes[.superseded, default: 0] += 1
+        case .timedOut, .drained: outcomes[.unanswered, default: 0] += 1
+        }
+    }
+
+    /// How the join went since the last call, by outcome.
+    mutating func takeTransactionOutcomes() -> [TransactionOutcome: Int] {
+        guard !outcomes.isEmpty else { return [:] }
+        defer { outcomes.removeAll(keepingCapacity: true) }
+        return outcomes
     }
 
     /// The events the filter left out since the last call, by reason.
@@ -98,7 +162,13 @@ public struct DnstapEventEncoder {
         let time = PowerDNSEventFields.write(
             message, receivedAtMicros: receivedAtMicros, sender: sender, into: writer, collect: recentResponses != nil,
             resolutions: &resolutions, facts: &facts)
-        finish(start: start, time: time, facts: facts)
+        var role = JoinRole.none
+        if transactions != nil, let isQuery = facts.isQuery,
+           let key = TransactionKey(powerDNS: message, isQuery: isQuery, scratch: &keyScratch)
+        {
+            role = isQuery ? .query(key) : .response(key)
+        }
+        finish(start: start, time: time, facts: facts, role: role)
     }
 
     /// The events appended since the last call, as slices of one right-sized buffer.

@@ -25,6 +25,7 @@ enum DnstapEventFields {
         json.field("timestamp", timestampMicros: eventTime)
         if let messageType {
             facts.typeName = messageType.name
+            facts.isQuery = messageType.isQuery
             json.field("dnstap_type", messageType.name)
             if let isQuery = messageType.isQuery {
                 json.field("message_type", static: isQuery ? "Query" : "Response")
@@ -47,10 +48,14 @@ enum DnstapEventFields {
         if fields.has_query_port != 0 { json.field("src_port", fields.query_port) }
         if fields.has_response_address != 0 { json.field("dest", address: fields.response_address.bytes) }
         if fields.has_response_port != 0 { json.field("dest_port", fields.response_port) }
-        if let queryTime { json.field("query_timestamp", timestampMicros: queryTime) }
+        if let queryTime {
+            json.field("query_timestamp", timestampMicros: queryTime)
+            facts.wroteQueryTime = true
+        }
         if let responseTime { json.field("response_timestamp", timestampMicros: responseTime) }
         if let queryTime, let responseTime, messageType?.isQuery == false {
             json.field("duration", micros: responseTime - queryTime)
+            facts.wroteDuration = true
         }
         if fields.has_query_zone != 0 {
             let zone = fields.query_zone.bytes
@@ -76,6 +81,7 @@ enum DnstapEventFields {
             let dns = DNSMessage(parsing: wire, names: &names)
             DNSEventFields.write(dns, size: wire.count, into: json)
             facts.questionName = dns.question?.name
+            facts.dnsParsed = dns.parseError == nil
             if dns.isResponse, dns.parseError.map({ if case .tooShort = $0 { return false } else { return true } }) ?? true {
                 facts.rcode = UInt32(dns.rcode)
             }

@@ -37,6 +37,13 @@ final class JSONObjectWriter {
         append(UInt8(ascii: "{"))
     }
 
+    /// Continues an object whose first fields were written before (`bytes`: from its `{` to just
+    /// before its `}`); the next field gets a comma.
+    func resumeObject(_ bytes: UnsafeRawBufferPointer) {
+        append(bytes)
+        needsComma = bytes.count > 1
+    }
+
     func endObject() {
         append(UInt8(ascii: "}"))
     }

@@ -26,6 +26,8 @@ enum PowerDNSEventFields {
         json.field("timestamp", timestampMicros: eventTime)
         json.field("dnstap_type", type.name)
         facts.typeName = type.name
+        facts.isQuery = type.isQuery
+        facts.dnsParsed = true
         if let isQuery = type.isQuery { json.field("message_type", static: isQuery ? "Query" : "Response") }
         if fields.has_serveridentity != 0 { json.field("identity", bytes: fields.serveridentity.bytes) }
         if let sender { json.field("sender", sender) }
@@ -36,10 +38,16 @@ enum PowerDNSEventFields {
         if fields.has_fromport != 0 { json.field("src_port", fields.fromport) }
         if fields.has_to != 0 { json.field("dest", address: fields.to.bytes) }
         if fields.has_toport != 0 { json.field("dest_port", fields.toport) }
-        if let queryTime { json.field("query_timestamp", timestampMicros: queryTime) }
+        if let queryTime {
+            json.field("query_timestamp", timestampMicros: queryTime)
+            facts.wroteQueryTime = true
+        }
         if type.isQuery == false, let time {
             json.field("response_timestamp", timestampMicros: time)
-            if let queryTime { json.field("duration", micros: time - queryTime) }
+            if let queryTime {
+                json.field("duration", micros: time - queryTime)
+                facts.wroteDuration = true
+            }
         }
         if fields.has_inbytes != 0 { json.field("message_size", fields.inbytes) }
         if fields.has_id != 0 { json.field("transaction_id", fields.id) }

@@ -53,6 +53,14 @@ struct EventFacts {
     var questionName: String?
     /// The response's RCODE (nil for queries and messages without a DNS response).
     var rcode: UInt32?
+    /// For the join of `-transactions`: a query (true), a response (false), neither (nil).
+    var isQuery: Bool?
+    /// The DNS message parsed without an error (a query that did not is never held).
+    var dnsParsed = false
+    /// The event has `query_timestamp` / `duration` of its own (a response that carries its
+    /// query's time).
+    var wroteQueryTime = false
+    var wroteDuration = false
 }
 
 /// The filter's decision for one event.

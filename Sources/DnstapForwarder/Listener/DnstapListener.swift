@@ -66,13 +66,17 @@ public final class DnstapListener: Service {
     public let filter: EventFilter?
     /// With a names file: SIGHUP (trapped from `bind()` on) reads it again.
     private let namesSignals = Locked<UnixSignalsSequence?>(nil)
+    /// `-transactions`: the queries waiting for their responses, shared by every connection; nil: off.
+    public let transactions: TransactionTable?
 
     public init(
         settings: Settings, registry: ConnectionRegistry, buffer: EventBuffer, statistics: ForwarderStatistics,
         resolutionMap: ResolutionMap? = nil, tls: TLSCredentials? = nil, filter: EventFilter? = nil,
-        shutdown: ShutdownCoordinator, group: any EventLoopGroup, reserve: DescriptorReserve = DescriptorReserve(), logger: Logger
+        transactions: TransactionTable? = nil, shutdown: ShutdownCoordinator, group: any EventLoopGroup,
+        reserve: DescriptorReserve = DescriptorReserve(), logger: Logger
     ) {
         self.reserve = reserve
+        self.transactions = transactions
         self.tls = tls
         self.filter = filter
         self.settings = settings
@@ -146,11 +150,16 @@ public final class DnstapListener: Service {
                 if let signals = self.namesSignals.withLock({ $0 }), let filter = self.filter {
                     group.addTask { await self.reloadNames(filter, on: signals) }
                 }
+                if let transactions = self.transactions {
+                    group.addTask { await self.expireTransactions(transactions) }
+                }
             }
         } onGracefulShutdown: {
             self.stopAccepting()
         }
         removeSocketFiles()
+        // Every connection has ended: no query can be held any more, and none is left behind.
+        if let transactions { await handUnanswered(transactions.drain(), logger: logger) }
         logger.info("listener stopped")
     }
 
@@ -158,6 +167,35 @@ public final class DnstapListener: Service {
     public func closeUnused() async {
         for server in pending.withLock({ $0.take() }) ?? [] { try? await server.channel.close() }
         removeSocketFiles()
+    }
+
+    /// Writes the queries whose response did not come within `-transaction-timeout`, a few times
+    /// a timeout, until the shutdown begins (then the listener writes every pending one).
+    private func expireTransactions(_ transactions: TransactionTable) async {
+        let tick = min(max(TimeAmount.nanoseconds(transactions.settings.timeout.nanosecondsClamped / 8), .milliseconds(10)), .milliseconds(250))
+        while !shutdown.isShuttingDown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { try? await Task.sleep(for: .nanoseconds(tick.nanoseconds)) }
+                group.addTask { await self.shutdown.waitUntilBegun() }
+                await group.next()
+                group.cancelAll()
+            }
+            if Task.isCancelled || shutdown.isShuttingDown { return }
+            await handUnanswered(transactions.expire(), logger: logger)
+        }
+    }
+
+    private func handUnanswered(_ queries: [HeldQuery], logger: Logger) async {
+        guard !queries.isEmpty else { return }
+        let allocator = ByteBufferAllocator()
+        statistics.transactions([.unanswered: queries.count])
+        let events = queries.map { $0.unansweredEvent(allocator: allocator) }
+        let refused = await buffer.append(events)
+        statistics.queued(events.count - refused)
+        if refused > 0 {
+            statistics.dropped(refused, reason: .shutdown)
+            logger.error("unanswered queries arrived after the output closed; dropped", metadata: ["events": "\(refused)"])
+        }
     }
 
     /// Reads the names files again on each SIGHUP, until the shutdown begins.
@@ -384,7 +422,8 @@ public final class DnstapListener: Service {
     ) async {
         var session = session
         let lanes = EventEncodingLanes(
-            format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, filter: filter, logger: logger)
+            format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, filter: filter,
+            transactions: transactions, logger: logger)
         var end: (reason: CloseReason, detail: String?) = (.peerClosed, nil)
         var settled = false
         // The sender's series in /metrics, found once the sender is known (a TLS one at its handshake).

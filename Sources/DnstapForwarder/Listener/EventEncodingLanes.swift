@@ -24,12 +24,14 @@ struct EventEncodingLanes {
 
     init(
         format: InputFormat = .dnstap, record: ConnectionRecord, statistics: ForwarderStatistics, resolutionMap: ResolutionMap?,
-        filter: EventFilter? = nil, logger: Logger
+        filter: EventFilter? = nil, transactions: TransactionTable? = nil, logger: Logger
     ) {
         inline = EncodingLane(
-            format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, filter: filter, logger: logger)
+            format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, filter: filter,
+            transactions: transactions, logger: logger)
         helper = EncodingLane(
-            format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, filter: filter, logger: logger)
+            format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, filter: filter,
+            transactions: transactions, logger: logger)
         self.resolutionMap = resolutionMap?.isEnabled == true ? resolutionMap : nil
     }
 
@@ -75,6 +77,7 @@ final class EncodingLane: @unchecked Sendable {
     private var decodeErrorLog = RateLimitedLog(interval: .seconds(10))
     private var failures = 0
     private let filter: EventFilter?
+    private let joins: Bool
     private let record: ConnectionRecord
     private let statistics: ForwarderStatistics
     private let resolutionMap: ResolutionMap?
@@ -82,15 +85,17 @@ final class EncodingLane: @unchecked Sendable {
 
     init(
         format: InputFormat, record: ConnectionRecord, statistics: ForwarderStatistics, resolutionMap: ResolutionMap?,
-        filter: EventFilter?, logger: Logger
+        filter: EventFilter?, transactions: TransactionTable?, logger: Logger
     ) {
         self.format = format
+        self.joins = transactions != nil
         self.filter = filter?.settings.isActive == true ? filter : nil
         self.record = record
         self.statistics = statistics
         self.resolutionMap = resolutionMap?.isEnabled == true ? resolutionMap : nil
         self.encoder = DnstapEventEncoder(
             collectResolutions: self.resolutionMap != nil, recentResponses: self.resolutionMap?.recentResponses)
+        self.encoder.transactions = transactions
         self.logger = logger
     }
 
@@ -121,6 +126,7 @@ final class EncodingLane: @unchecked Sendable {
             }
         }
         if filter != nil { statistics.filtered(encoder.takeFiltered()) }
+        if joins { statistics.transactions(encoder.takeTransactionOutcomes()) }
         return encoder.takeEvents()
     }
 

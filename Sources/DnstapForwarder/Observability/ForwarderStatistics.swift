@@ -64,6 +64,7 @@ public final class ForwarderStatistics: Sendable {
     private let refused = Locked<[RefusalReason: Int]>([:])
     private let dropped = Locked<[DropReason: Int]>([:])
     private let filteredOut = Locked<[FilterReason: Int]>([:])
+    private let transactionOutcomes = Locked<[TransactionOutcome: Int]>([:])
 
     private let metricAccepted: Counter
     private let metricRejected: [RefusalReason: Counter]
@@ -77,6 +78,7 @@ public final class ForwarderStatistics: Sendable {
     private let metricClosed: [CloseReason: Counter]
     private let metricDropped: [DropReason: Counter]
     private let metricFiltered: [FilterReason: Counter]
+    private let metricTransactions: [TransactionOutcome: Counter]
     private let metricDecodeErrors: [String: Counter]
     private let metricTLSReloads: [Bool: Counter]
     /// TLS certificate reloads done, and those that kept the old files because a new one did not load.
@@ -111,6 +113,9 @@ public final class ForwarderStatistics: Sendable {
         })
         metricDropped = Dictionary(uniqueKeysWithValues: DropReason.allCases.map {
             ($0, Counter(label: "dnstap_events_dropped_total", dimensions: [("reason", $0.rawValue)], factory: factory))
+        })
+        metricTransactions = Dictionary(uniqueKeysWithValues: TransactionOutcome.allCases.map {
+            ($0, Counter(label: "dnstap_transactions_total", dimensions: [("outcome", $0.rawValue)], factory: factory))
         })
         metricFiltered = Dictionary(uniqueKeysWithValues: FilterReason.allCases.map {
             ($0, Counter(label: "dnstap_events_filtered_total", dimensions: [("filter", $0.rawValue)], factory: factory))
@@ -215,6 +220,13 @@ public final class ForwarderStatistics: Sendable {
         for (reason, count) in counts { metricFiltered[reason]?.increment(by: count) }
     }
 
+    /// How the join of `-transactions` went, by outcome.
+    func transactions(_ counts: [TransactionOutcome: Int]) {
+        guard !counts.isEmpty else { return }
+        transactionOutcomes.withLock { for (outcome, count) in counts { $0[outcome, default: 0] += count } }
+        for (outcome, count) in counts { metricTransactions[outcome]?.increment(by: count) }
+    }
+
     func closed(_ reason: CloseReason) {
         closed.withLock { $0[reason, default: 0] += 1 }
         metricClosed[reason]?.increment()
@@ -225,6 +237,7 @@ public final class ForwarderStatistics: Sendable {
     public var droppedByReason: [DropReason: Int] { dropped.withLock { $0 } }
     public var droppedTotal: Int { droppedByReason.values.reduce(0, +) }
     public var filteredByReason: [FilterReason: Int] { filteredOut.withLock { $0 } }
+    public var transactionsByOutcome: [TransactionOutcome: Int] { transactionOutcomes.withLock { $0 } }
 }
 
 extension Duration {

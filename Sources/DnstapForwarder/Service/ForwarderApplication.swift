@@ -55,10 +55,11 @@ public final class ForwarderApplication: Sendable {
             buffer: buffer, sink: sink, batchSize: configuration.batchSize, flushInterval: configuration.flushInterval,
             statistics: statistics, shutdown: shutdown, logger: logger.with(component: "exporter"))
         let reserve = DescriptorReserve()
+        let transactions = configuration.transactions.enabled ? TransactionTable(settings: configuration.transactions) : nil
         listener = DnstapListener(
             settings: .init(configuration: configuration), registry: registry, buffer: buffer, statistics: statistics,
-            resolutionMap: resolutionMap, tls: tls, filter: filter, shutdown: shutdown, group: eventLoopGroup, reserve: reserve,
-            logger: logger.with(component: "listener"))
+            resolutionMap: resolutionMap, tls: tls, filter: filter, transactions: transactions, shutdown: shutdown,
+            group: eventLoopGroup, reserve: reserve, logger: logger.with(component: "listener"))
         reporter = StatisticsReporter(
             statistics: statistics, registry: registry, buffer: buffer, interval: configuration.statsInterval,
             logger: logger.with(component: "statistics"))
@@ -78,6 +79,10 @@ public final class ForwarderApplication: Sendable {
         metrics.addGauge("dnstap_resolution_map_entries") { resolutionMap.statistics.entries }
         metrics.addGauge("dnstap_resolution_map_capacity") { resolutionMap.settings.capacity }
         metrics.addGauge("dnstap_listening") { listener.isListening ? 1 : 0 }
+        if let transactions {
+            metrics.addGauge("dnstap_transactions_pending") { transactions.pending }
+            metrics.addGauge("dnstap_transactions_capacity") { transactions.settings.tableSize }
+        }
         metrics.addGauge("dnstap_output_ready") { sink.readiness == .ready ? 1 : 0 }
         if case .hec = configuration.output {
             metrics.addGauge("dnstap_hec_circuit_open") { sink.isCircuitOpen ? 1 : 0 }

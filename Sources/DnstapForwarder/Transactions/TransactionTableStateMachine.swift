@@ -1,0 +1,111 @@
+import NIOCore
+
+/// The pending queries of `-transactions` (README, "Transactions"): each query held until its
+/// response takes it, its timeout passes, or room is needed. Pure: no I/O, no clock of its own
+/// (the time comes in as `now`), tested without either.
+///
+/// Bounded by `capacity`: holding a query when full releases the oldest one. The order of expiry
+/// is the order of holding (every entry has the same timeout), kept in a FIFO of (sequence, key);
+/// an entry taken by its response leaves its FIFO slot behind, and the FIFO is compacted whenever
+/// it grows past twice the capacity, so it is bounded too.
+struct TransactionTableStateMachine<Key: Hashable, Value> {
+    let capacity: Int
+    let timeout: TimeAmount
+
+    private struct Entry {
+        var value: Value
+        var sequence: UInt64
+        var deadline: NIODeadline
+    }
+    private var entries: [Key: Entry] = [:]
+    private var order = CircularBuffer<(sequence: UInt64, key: Key)>()
+    private var nextSequence: UInt64 = 0
+
+    /// Why a held query left the table without its response.
+    enum Release: Equatable {
+        /// Its timeout passed.
+        case timedOut
+        /// The table was full and it was the oldest.
+        case evicted
+        /// A query with the same key came (a retransmission); the newer one is held.
+        case superseded
+        /// The shutdown: every pending query goes out.
+        case drained
+    }
+
+    init(capacity: Int, timeout: TimeAmount) {
+        precondition(capacity > 0, "a transaction table holds at least one query")
+        self.capacity = capacity
+        self.timeout = timeout
+        entries.reserveCapacity(min(capacity, 1 << 16))
+    }
+
+    var count: Int { entries.count }
+
+    /// The FIFO's slots, taken ones included (tests: it stays within twice the capacity).
+    var queuedSlots: Int { order.count }
+
+    /// Holds a query until `now + timeout`. Returns what had to leave for it: the entry it
+    /// supersedes (same key) and, when the table was full, the oldest.
+    mutating func hold(_ key: Key, _ value: Value, now: NIODeadline) -> [(Value, Release)] {
+        var released: [(Value, Release)] = []
+        if let old = entries.removeValue(forKey: key) {
+            released.append((old.value, .superseded))
+        } else if entries.count >= capacity, let oldest = popOldest() {
+            released.append((oldest, .evicted))
+        }
+        let sequence = nextSequence
+        nextSequence &+= 1
+        entries[key] = Entry(value: value, sequence: sequence, deadline: now + timeout)
+        order.append((sequence, key))
+        if order.count > 2 * capacity { compact() }
+        return released
+    }
+
+    /// The response's query, if it is held: it leaves the table.
+    mutating func take(_ key: Key) -> Value? {
+        entries.removeValue(forKey: key)?.value
+    }
+
+    /// The queries whose timeout has passed at `now`, oldest first.
+    mutating func expire(now: NIODeadline) -> [Value] {
+        var expired: [Value] = []
+        while let first = order.first {
+            guard let entry = entries[first.key], entry.sequence == first.sequence else {
+                order.removeFirst()  // taken by its response, or superseded
+                continue
+            }
+            guard entry.deadline <= now else { break }
+            order.removeFirst()
+            entries.removeValue(forKey: first.key)
+            expired.append(entry.value)
+        }
+        return expired
+    }
+
+    /// Every held query, oldest first; the table is empty afterwards.
+    mutating func drain() -> [Value] {
+        var all: [Value] = []
+        all.reserveCapacity(entries.count)
+        while let oldest = popOldest() { all.append(oldest) }
+        order.removeAll()
+        return all
+    }
+
+    private mutating func popOldest() -> Value? {
+        while let first = order.popFirst() {
+            if let entry = entries[first.key], entry.sequence == first.sequence {
+                entries.removeValue(forKey: first.key)
+                return entry.value
+            }
+        }
+        return nil
+    }
+
+    /// Drops the FIFO slots of entries no longer held.
+    private mutating func compact() {
+        var kept = CircularBuffer<(sequence: UInt64, key: Key)>(initialCapacity: max(16, entries.count * 2))
+        for slot in order where entries[slot.key]?.sequence == slot.sequence { kept.append(slot) }
+        order = kept
+    }
+}
