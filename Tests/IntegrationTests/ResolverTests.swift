@@ -128,13 +128,25 @@ struct ResolverTests {
 
     @Test("the events' names, types and rcodes are what dig asked", arguments: [ResolverSpec.bind, .knot, .dnsdist, .powerDNS])
     func resolverSendsDnstap(_ spec: ResolverSpec) async throws {
+        try await exercise(spec, transactions: false)
+    }
+
+    /// PowerDNS Recursor's dnstap has its outgoing queries only (RESOLVER_QUERY/RESPONSE): those join.
+    @Test("-transactions: one event per query, the response's with a plausible duration, no query left over",
+          arguments: [ResolverSpec.bind, .knot, .dnsdist, .powerDNS])
+    func resolverTransactions(_ spec: ResolverSpec) async throws {
+        try await exercise(spec, transactions: true)
+    }
+
+    func exercise(_ spec: ResolverSpec, transactions: Bool) async throws {
         let executable = try tool(spec.executable)
         let dig = try tool("dig")
         let directory = try TemporaryDirectory()
         let backendDirectory = try TemporaryDirectory()
         let (backend, backendPort) = spec.needsBackend ? try await Self.startBackend(directory: backendDirectory.path) : (nil, 0)
         defer { backend?.signal(SIGTERM) }
-        let (lines, summary) = try await withForwarder { forwarder -> [String] in
+        let ((lines, joined), summary) = try await withForwarder({ $0.transactions.enabled = transactions }) {
+            forwarder -> ([String], Int) in
             let port = try freePort()
             let arguments = try spec.configure(directory.path, port, forwarder.unixPath!, backendPort)
             let resolver = try WatchedProcess(executable, arguments)
@@ -163,7 +175,7 @@ struct ResolverTests {
             await forwarder.application.registry.waitUntilActive(atMost: 0)
             #expect(forwarder.statistics.closedByReason[.protocolError] == nil, "\(spec.name) ended its streams cleanly")
             #expect(forwarder.statistics.protobufErrors.load(ordering: .relaxed) == 0)
-            return forwarder.sink.lines
+            return (forwarder.sink.lines, forwarder.statistics.transactionsByOutcome[.joined] ?? 0)
         }
         let events = Self.parse(lines)
         let responses = events.filter { $0["dnstap_type"] as? String == spec.responseType }
@@ -174,6 +186,19 @@ struct ResolverTests {
         }
         #expect(events.allSatisfy { $0["dns_parse_error"] == nil }, "\(spec.name): every DNS message parsed")
         #expect(summary.undelivered == 0)
+        guard transactions else { return }
+        // Joined: each response carries its query's time and a duration; no query event is left
+        // for the names asked (an unanswered one would be marked).
+        let queryType = spec.responseType.replacingOccurrences(of: "RESPONSE", with: "QUERY")
+        let asked = Set(Self.asked.map { "\($0.name)/\($0.type)" })
+        for response in responses where asked.contains(Self.key(response)) {
+            let duration = response["duration"] as? Double
+            #expect(duration.map { $0 >= 0 && $0 < 5 } == true, "\(spec.name): \(Self.key(response)) duration \(String(describing: duration))")
+            #expect(response["query_timestamp"] != nil)
+        }
+        let leftOver = events.filter { $0["dnstap_type"] as? String == queryType && asked.contains(Self.key($0)) }
+        #expect(leftOver.isEmpty, "\(spec.name): queries not joined: \(leftOver)")
+        #expect(joined >= Self.asked.count, "\(spec.name): joined \(joined)")
     }
 
     static func parse(_ lines: [String]) -> [[String: Any]] {

@@ -85,4 +85,121 @@ struct UnboundTests {
         #expect(events.allSatisfy { ($0["version"] as? String)?.hasPrefix("unbound") == true })
         #expect(summary.undelivered == 0)
     }
+    @Test("-transactions with a real Unbound: one event per query with its duration; its queries to a blackholed upstream come out unanswered after the timeout")
+    func transactions() async throws {
+        let unbound = try tool("unbound")
+        let dig = try tool("dig")
+        let directory = try TemporaryDirectory()
+        // The upstream of dark.test: a UDP socket that takes every query and never answers.
+        let blackhole = try UDPBlackhole()
+        defer { blackhole.close() }
+        let asked: [(name: String, type: String)] = [("host1.fwd.test", "A"), ("cdn1.fwd.test", "AAAA"), ("nx.fwd.test", "A")]
+        let timeout = Duration.milliseconds(800)
+        let (result, summary) = try await withForwarder({
+            $0.transactions.enabled = true
+            $0.transactions.timeout = timeout
+        }) { forwarder -> ([String], [TransactionOutcome: Int]) in
+            try Self.zone.write(toFile: directory.path + "/fwd.test.zone", atomically: true, encoding: .utf8)
+            let port = try freePort()
+            let configPath = directory.path + "/unbound.conf"
+            var config = try Self.config(directory: directory.path, port: port, socket: forwarder.unixPath!)
+            config = config.replacingOccurrences(of: "  local-zone: \"test.\" nodefault\n", with: """
+                  local-zone: "test." nodefault
+                  do-not-query-localhost: no
+                forward-zone:
+                  name: "dark.test."
+                  forward-addr: 127.0.0.1@\(blackhole.port)
+
+                """)
+            // Unbound logs the queries of a forward zone as FORWARDER_QUERY.
+            config += "  dnstap-log-forwarder-query-messages: yes\n  dnstap-log-forwarder-response-messages: yes\n"
+            try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+            let resolver = try WatchedProcess(unbound, ["-d", "-c", configPath])
+            guard try await within(30, "unbound to start", { await resolver.waitFor("start of service") }) else {
+                Issue.record("unbound did not start: \(resolver.text)")
+                return ([], [:])
+            }
+            for query in asked {
+                let answer = try await run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=5", query.name, query.type])
+                #expect(answer.status == 0, "dig \(query.name): \(answer.output)")
+            }
+            // dig gives up after a second; unbound goes on trying the silent upstream meanwhile.
+            _ = try await run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=1", "www.dark.test", "A"])
+            try await within(30, "the joined events and the unanswered resolver query") {
+                await forwarder.sink.waitUntil { lines in
+                    let events = ResolverTests.parse(lines)
+                    let joined = events.filter { $0["dnstap_type"] as? String == "CLIENT_RESPONSE" && $0["duration"] != nil }
+                    let unanswered = events.filter {
+                        $0["dnstap_type"] as? String == "FORWARDER_QUERY" && $0["unanswered"] as? Bool == true
+                            && $0["query"] as? String == "www.dark.test"
+                    }
+                    return joined.count >= asked.count && !unanswered.isEmpty
+                }
+            }
+            #expect(blackhole.received() > 0, "unbound asked the blackhole")
+            resolver.signal(SIGTERM)
+            _ = await resolver.waitForExit()
+            await forwarder.application.registry.waitUntilActive(atMost: 0)
+            return (forwarder.sink.lines, forwarder.statistics.transactionsByOutcome)
+        }
+        let (lines, outcomes) = result
+        let events = ResolverTests.parse(lines)
+        let asKeys = asked.map { "\($0.name)/\($0.type)" }
+        let clientEvents = events.filter { asKeys.contains(ResolverTests.key($0)) }
+        #expect(clientEvents.map(ResolverTests.key) == asKeys, "one event per query, in order")
+        for event in clientEvents {
+            #expect(event["dnstap_type"] as? String == "CLIENT_RESPONSE")
+            let duration = event["duration"] as? Double
+            #expect(duration.map { $0 >= 0 && $0 < 5 } == true, "\(ResolverTests.key(event)): duration \(String(describing: duration))")
+            #expect(event["query_timestamp"] != nil && event["response_timestamp"] != nil)
+        }
+        #expect(clientEvents.map { $0["reply_code"] as? String } == ["NOERROR", "NOERROR", "NXDOMAIN"])
+        // The silent upstream: each of unbound's tries is a FORWARDER_QUERY written unanswered, with
+        // its own fields, the timeout after it was sent.
+        let dark = events.filter { $0["dnstap_type"] as? String == "FORWARDER_QUERY" && $0["query"] as? String == "www.dark.test" }
+        #expect(!dark.isEmpty && dark.allSatisfy { $0["unanswered"] as? Bool == true }, "\(dark)")
+        #expect(dark.allSatisfy { $0["dest_port"] as? Int == blackhole.port })
+        #expect((outcomes[.joined] ?? 0) >= asked.count)
+        #expect((outcomes[.unanswered] ?? 0) >= dark.count)
+        let markedUnanswered: Int = events.filter { $0["unanswered"] as? Bool == true }.count
+        let countedUnanswered: Int = [TransactionOutcome.unanswered, .evicted, .superseded].map { outcomes[$0] ?? 0 }.reduce(0, +)
+        #expect(markedUnanswered == countedUnanswered, "every unanswered event counted once")
+        #expect(summary.undelivered == 0)
+    }
+}
+
+/// A UDP socket on 127.0.0.1 that receives and never answers: an upstream gone dark.
+final class UDPBlackhole: @unchecked Sendable {
+    let fd: Int32
+    let port: Int
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
+                guard bind(fd, pointer, length) == 0 else { return -1 }
+                return getsockname(fd, pointer, &length)
+            }
+        }
+        guard bound == 0 else {
+            Glibc.close(fd)
+            throw POSIXError(.EADDRINUSE)
+        }
+        self.fd = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// The datagrams waiting in its queue (read without answering).
+    func received() -> Int {
+        var count = 0
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        while recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT)) > 0 { count += 1 }
+        return count
+    }
+
+    func close() { Glibc.close(fd) }
 }
