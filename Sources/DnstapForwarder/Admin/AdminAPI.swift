@@ -41,6 +41,8 @@ public struct AdminAPI: Sendable {
     let listening: @Sendable () -> Bool
     let output: @Sendable () -> OutputReadiness
     let startedAtMicros: Int64
+    /// `-transactions`' table (nil: off).
+    var transactions: TransactionTable? = nil
 
     public func handle(method: HTTPMethod, uri: String) -> AdminResponse {
         guard method == .GET || method == .HEAD else {
@@ -255,6 +257,14 @@ struct StatsBody: Encodable {
         var ignored_addresses: Int
     }
 
+    struct Transactions: Encodable {
+        var enabled: Bool
+        var pending: Int
+        var capacity: Int
+        /// By outcome: joined, unanswered, evicted, superseded, unmatched_response.
+        var outcomes: [String: Int]
+    }
+
     var started_at: String
     var uptime_seconds: Double
     var connections: Connections
@@ -265,6 +275,7 @@ struct StatsBody: Encodable {
     var events: Events
     var buffer: Buffer
     var resolution_map: Map
+    var transactions: Transactions
 
     init(_ api: AdminAPI) {
         let statistics = api.statistics
@@ -309,6 +320,11 @@ struct StatsBody: Encodable {
         buffer = Buffer(
             fill: api.buffer.fill, capacity: api.buffer.capacity,
             full_pauses: api.statistics.bufferFullPauses.load(ordering: .relaxed))
+        let outcomes = statistics.transactionsByOutcome
+        transactions = Transactions(
+            enabled: api.transactions != nil, pending: api.transactions?.pending ?? 0,
+            capacity: api.transactions?.settings.tableSize ?? 0,
+            outcomes: Dictionary(uniqueKeysWithValues: TransactionOutcome.allCases.map { ($0.rawValue, outcomes[$0] ?? 0) }))
         let map = api.resolutionMap.statistics
         resolution_map = Map(
             entries: map.entries, capacity: map.capacity, hits: map.hits, misses: map.misses, insertions: map.insertions,

@@ -34,6 +34,7 @@ public struct StatisticsReporter: Service {
             "spool_pending": "\(statistics.spoolPending)",
             "dropped": "\(Self.list(DropReason.allCases, dropped))",
             "filtered": "\(Self.list(FilterReason.allCases, statistics.filteredByReason))",
+            "transactions": "\(Self.list(TransactionOutcome.allCases, statistics.transactionsByOutcome))",
             "buffer_fill": "\(buffer.fill)/\(buffer.capacity)",
             "buffer_full_pauses": "\(statistics.bufferFullPauses.load(ordering: .relaxed))",
         ]

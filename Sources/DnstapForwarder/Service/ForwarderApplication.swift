@@ -98,7 +98,7 @@ public final class ForwarderApplication: Sendable {
             let api = AdminAPI(
                 statistics: statistics, registry: registry, buffer: buffer, resolutionMap: resolutionMap,
                 activity: activity, metrics: metrics, listening: { listener.isListening }, output: { sink.readiness },
-                startedAtMicros: startedAt)
+                startedAtMicros: startedAt, transactions: transactions)
             admin = AdminServer(
                 address: address, api: api, group: eventLoopGroup, reserve: reserve, logger: logger.with(component: "admin"))
         } else {
