@@ -8,6 +8,9 @@
 #   forwarder-tcp                the same over TCP (fstrm_replay -a/-p) instead of the unix socket
 #   forwarder-tls                over TCP with mutual TLS: fstrm_replay → stunnel4 (client mode, the
 #                                README's recipe, its CPU not counted) → the forwarder's TLS listener
+#   transactions                 dnstap-forwarder with -transactions (one event per query and its
+#                                response); it and dnstap-forwarder write into a pipe that counts the
+#                                events and bytes, printed side by side
 # The sender is libfstrm's fstrm_replay, which waits for FINISH, so sender time = intake time.
 # Then: the event encoder's cost per message alone (encoder-bench: one thread, no I/O); resident
 # memory with 500 idle connections open, before/while/after a replay; the resolution map's memory
@@ -75,8 +78,11 @@ run_once() {
     golang-dnstap) /usr/bin/time -f "%M %U %S" -o "$work/rss" dnstap -u "$sock" -j >/dev/null 2>/dev/null & ;;
     # The capture's responses carry the time it was made: a year-long TTL floor keeps them mapping
     # (instead of being skipped as expired), so the map does its full work on every response.
-    dnstap-forwarder) /usr/bin/time -f "%M %U %S" -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" \
-      -resolution-ttl-min 8760h -resolution-ttl-max 8760h >/dev/null 2>"$work/fwd.log" & ;;
+    dnstap-forwarder|transactions)
+      local join=(); [ "$name" = transactions ] && join=(-transactions)
+      rm -f "$work/out.$name"
+      /usr/bin/time -f "%M %U %S" -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" "${join[@]}" \
+      -resolution-ttl-min 8760h -resolution-ttl-max 8760h > >(wc -lc > "$work/out.$name") 2>"$work/fwd.log" & ;;
     map-off) /usr/bin/time -f "%M %U %S" -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" -resolution-map-size 0 >/dev/null 2>"$work/fwd.log" & ;;
     forwarder-tcp|forwarder-tls)
       local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -104,6 +110,11 @@ run_once() {
   # SIGINT to time(1)'s child: the receiver. (golang-dnstap and fstrm_capture stop on SIGINT.)
   pkill -INT -P "$receiver_pid" 2>/dev/null || true
   wait "$receiver_pid" 2>/dev/null || true; receiver_pid=
+  # The events and bytes written (the counting pipe's, once it has seen the end).
+  if [ "$name" = dnstap-forwarder ] || [ "$name" = transactions ]; then
+    for _ in $(seq 100); do [ -s "$work/out.$name" ] && break; sleep 0.05; done
+    cat "$work/out.$name" >> "$work/volume.$name"
+  fi
   awk -v n="$messages" -v a="$t0" -v b="$t1" -v r="$(tail -1 "$work/rss")" -v s="$(tail -1 "$work/sender")" \
     'BEGIN { split(r, x, " "); split(s, y, " "); printf "%.0f %d %.2f %.2f\n", n / (b - a), x[1], (x[2] + x[3]) * 1e6 / n, (y[1] + y[2]) * 1e6 / n }'
 }
@@ -117,7 +128,7 @@ printf '%-18s %36s %10s %14s %10s %10s\n' receiver "msgs/s (each run)" median "p
 # Interleaved: each run sends the replay to every receiver in turn, so that the ratios compare
 # receivers measured minutes apart at most (this VM's speed drifts), and the map's cost is the
 # median of adjacent on/off pairs.
-receivers=(fstrm_capture golang-dnstap dnstap-forwarder map-off forwarder-tcp forwarder-tls)
+receivers=(fstrm_capture golang-dnstap dnstap-forwarder map-off forwarder-tcp forwarder-tls transactions)
 declare -A results
 for _ in $(seq "$runs"); do
   for name in "${receivers[@]}"; do results[$name]+="$(run_once "$name")"$'\n'; done
@@ -138,11 +149,15 @@ for pair in "dnstap-forwarder golang-dnstap" "dnstap-forwarder fstrm_capture" "d
 done
 # CPU a message, per-run ratios: what TCP and TLS cost next to the unix socket, and the peers.
 cpu_ratios() { paste <(printf '%s' "${results[$1]}" | awk '{print $3}') <(printf '%s' "${results[$2]}" | awk '{print $3}') | awk '{ printf "%.2f\n", $1 / $2 }'; }
-for pair in "dnstap-forwarder fstrm_capture" "dnstap-forwarder golang-dnstap" "forwarder-tcp dnstap-forwarder" "forwarder-tls forwarder-tcp"; do
+for pair in "dnstap-forwarder fstrm_capture" "dnstap-forwarder golang-dnstap" "forwarder-tcp dnstap-forwarder" "forwarder-tls forwarder-tcp" "transactions dnstap-forwarder"; do
   set -- $pair
   each=$(cpu_ratios "$1" "$2")
   printf 'CPU/msg %s / %s: each run %s, median %s\n' "$1" "$2" "$(echo "$each" | paste -sd' ')" "$(echo "$each" | median)"
 done
+# -transactions: what it writes next to one event per message (medians of the runs' counts).
+volume() { awk -v f="$2" '{ print $f }' "$work/volume.$1" | median; }
+awk -v pe="$(volume dnstap-forwarder 1)" -v pb="$(volume dnstap-forwarder 2)" -v te="$(volume transactions 1)" -v tb="$(volume transactions 2)" \
+  'BEGIN { printf "-transactions: events %d -> %d (%.2f), bytes %d -> %d (%.2f), %.0f -> %.0f bytes an event\n", pe, te, te / pe, pb, tb, tb / pb, pb / pe, tb / te }'
 "$encoder_bench" "$capture"
 "$map_bench" --entries 1000000
 
