@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the decoders with libFuzzer, AddressSanitizer and LeakSanitizer on.
 #   usage: scripts/fuzz.sh [SECONDS_PER_TARGET (default 60)] [TARGET ...]
-#   targets: frame-streams dnstap dns-parser json-encoder resolution-map pdns (default: all)
+#   targets: frame-streams dnstap dns-parser json-encoder resolution-map pdns transactions (default: all)
 #   FUZZ_RUNS=N in the environment: stop each target after N executions instead (no time limit).
 #   FUZZ_MAX_LEN=N: the largest input tried (default 8192 bytes).
 # Builds Sources/DnstapFuzzEntry with -sanitize=fuzzer,address on this package's code
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frame-streams dnstap dns-parser json-encoder resolution-map pdns)
+[ ${#targets[@]} -gt 0 ] || targets=(frame-streams dnstap dns-parser json-encoder resolution-map pdns transactions)
 build=.build/fuzz
 # DNSTAP_FUZZ_BUILD=1 gives this package's targets -sanitize=fuzzer,address (Package.swift); the
 # dependencies stay uninstrumented, so libFuzzer watches only the code under test. (SwiftPM's own

@@ -19,6 +19,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// A PowerDNS protobuf logging message to an event: it decodes or is refused, and an event is
     /// valid JSON.
     case pdns
+    /// The join table of `-transactions` under a sequence of queries, responses and passing time.
+    case transactions
 
     public func run(_ input: UnsafeRawBufferPointer) {
         switch self {
@@ -28,6 +30,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .jsonEncoder: DnstapFuzzing.runFields(input)
         case .resolutionMap: ResolutionMapFuzzing.run(input)
         case .pdns: PowerDNSFuzzing.run(input)
+        case .transactions: TransactionFuzzing.run(input)
         }
     }
 

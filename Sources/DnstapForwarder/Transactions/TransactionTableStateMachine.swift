@@ -8,9 +8,9 @@ import NIOCore
 /// is the order of holding (every entry has the same timeout), kept in a FIFO of (sequence, key);
 /// an entry taken by its response leaves its FIFO slot behind, and the FIFO is compacted whenever
 /// it grows past twice the capacity, so it is bounded too.
-struct TransactionTableStateMachine<Key: Hashable, Value> {
-    let capacity: Int
-    let timeout: TimeAmount
+public struct TransactionTableStateMachine<Key: Hashable, Value> {
+    public let capacity: Int
+    public let timeout: TimeAmount
 
     private struct Entry {
         var value: Value
@@ -22,7 +22,7 @@ struct TransactionTableStateMachine<Key: Hashable, Value> {
     private var nextSequence: UInt64 = 0
 
     /// Why a held query left the table without its response.
-    enum Release: Equatable {
+    public enum Release: Equatable, Sendable {
         /// Its timeout passed.
         case timedOut
         /// The table was full and it was the oldest.
@@ -33,21 +33,21 @@ struct TransactionTableStateMachine<Key: Hashable, Value> {
         case drained
     }
 
-    init(capacity: Int, timeout: TimeAmount) {
+    public init(capacity: Int, timeout: TimeAmount) {
         precondition(capacity > 0, "a transaction table holds at least one query")
         self.capacity = capacity
         self.timeout = timeout
         entries.reserveCapacity(min(capacity, 1 << 16))
     }
 
-    var count: Int { entries.count }
+    public var count: Int { entries.count }
 
     /// The FIFO's slots, taken ones included (tests: it stays within twice the capacity).
-    var queuedSlots: Int { order.count }
+    public var queuedSlots: Int { order.count }
 
     /// Holds a query until `now + timeout`. Returns what had to leave for it: the entry it
     /// supersedes (same key) and, when the table was full, the oldest.
-    mutating func hold(_ key: Key, _ value: Value, now: NIODeadline) -> [(Value, Release)] {
+    public mutating func hold(_ key: Key, _ value: Value, now: NIODeadline) -> [(Value, Release)] {
         var released: [(Value, Release)] = []
         if let old = entries.removeValue(forKey: key) {
             released.append((old.value, .superseded))
@@ -63,12 +63,12 @@ struct TransactionTableStateMachine<Key: Hashable, Value> {
     }
 
     /// The response's query, if it is held: it leaves the table.
-    mutating func take(_ key: Key) -> Value? {
+    public mutating func take(_ key: Key) -> Value? {
         entries.removeValue(forKey: key)?.value
     }
 
     /// The queries whose timeout has passed at `now`, oldest first.
-    mutating func expire(now: NIODeadline) -> [Value] {
+    public mutating func expire(now: NIODeadline) -> [Value] {
         var expired: [Value] = []
         while let first = order.first {
             guard let entry = entries[first.key], entry.sequence == first.sequence else {
@@ -84,7 +84,7 @@ struct TransactionTableStateMachine<Key: Hashable, Value> {
     }
 
     /// Every held query, oldest first; the table is empty afterwards.
-    mutating func drain() -> [Value] {
+    public mutating func drain() -> [Value] {
         var all: [Value] = []
         all.reserveCapacity(entries.count)
         while let oldest = popOldest() { all.append(oldest) }
