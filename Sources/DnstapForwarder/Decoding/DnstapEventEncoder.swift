@@ -24,7 +24,7 @@ public struct DnstapEventEncoder {
     private var filtered: [FilterReason: Int] = [:]
     /// The pending queries of `-transactions` (README, "Transactions"), shared by every
     /// connection; nil: each message is its own event.
-    var transactions: TransactionTable?
+    public var transactions: TransactionTable?
     /// How the join went since the last `takeTransactionOutcomes()`.
     private var outcomes: [TransactionOutcome: Int] = [:]
     private var keyScratch: [UInt8] = []
