@@ -9,8 +9,8 @@
 #   forwarder-tls                over TCP with mutual TLS: fstrm_replay → stunnel4 (client mode, the
 #                                README's recipe, its CPU not counted) → the forwarder's TLS listener
 #   transactions                 dnstap-forwarder with -transactions (one event per query and its
-#                                response); it and dnstap-forwarder write into a pipe that counts the
-#                                events and bytes, printed side by side
+#                                response); it and dnstap-forwarder write their JSON lines to a file,
+#                                whose events and bytes are printed side by side
 # The sender is libfstrm's fstrm_replay, which waits for FINISH, so sender time = intake time.
 # Then: the event encoder's cost per message alone (encoder-bench: one thread, no I/O); resident
 # memory with 500 idle connections open, before/while/after a replay; the resolution map's memory
@@ -80,9 +80,8 @@ run_once() {
     # (instead of being skipped as expired), so the map does its full work on every response.
     dnstap-forwarder|transactions)
       local join=(); [ "$name" = transactions ] && join=(-transactions)
-      rm -f "$work/out.$name"
       /usr/bin/time -f "%M %U %S" -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" "${join[@]}" \
-      -resolution-ttl-min 8760h -resolution-ttl-max 8760h > >(wc -lc > "$work/out.$name") 2>"$work/fwd.log" & ;;
+      -resolution-ttl-min 8760h -resolution-ttl-max 8760h >"$work/out.$name" 2>"$work/fwd.log" & ;;
     map-off) /usr/bin/time -f "%M %U %S" -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" -resolution-map-size 0 >/dev/null 2>"$work/fwd.log" & ;;
     forwarder-tcp|forwarder-tls)
       local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -110,10 +109,10 @@ run_once() {
   # SIGINT to time(1)'s child: the receiver. (golang-dnstap and fstrm_capture stop on SIGINT.)
   pkill -INT -P "$receiver_pid" 2>/dev/null || true
   wait "$receiver_pid" 2>/dev/null || true; receiver_pid=
-  # The events and bytes written (the counting pipe's, once it has seen the end).
+  # The events and bytes written.
   if [ "$name" = dnstap-forwarder ] || [ "$name" = transactions ]; then
-    for _ in $(seq 100); do [ -s "$work/out.$name" ] && break; sleep 0.05; done
-    cat "$work/out.$name" >> "$work/volume.$name"
+    wc -lc < "$work/out.$name" >> "$work/volume.$name"
+    rm -f "$work/out.$name"
   fi
   awk -v n="$messages" -v a="$t0" -v b="$t1" -v r="$(tail -1 "$work/rss")" -v s="$(tail -1 "$work/sender")" \
     'BEGIN { split(r, x, " "); split(s, y, " "); printf "%.0f %d %.2f %.2f\n", n / (b - a), x[1], (x[2] + x[3]) * 1e6 / n, (y[1] + y[2]) * 1e6 / n }'
