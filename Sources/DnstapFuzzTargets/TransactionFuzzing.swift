@@ -4,7 +4,7 @@ import NIOCore
 /// The join table of `-transactions` driven by an arbitrary sequence of queries, responses and
 /// passing time: it never holds more than its bound, every query held leaves it exactly once (by
 /// its response, its timeout, eviction, a retransmission or the drain at shutdown), a timeout never
-/// fires early nor is missed, and its bookkeeping stays within twice the bound.
+/// fires early nor is missed, and its bookkeeping stays within twice the bound (plus 65).
 enum TransactionFuzzing {
     static func run(_ input: UnsafeRawBufferPointer) {
         guard let first = input.first else { return }
@@ -55,7 +55,7 @@ enum TransactionFuzzing {
             }
             check(machine.count <= capacity, "the table grew past its bound")
             check(machine.count == outstanding.count, "table holds \(machine.count), expected \(outstanding.count)")
-            check(machine.queuedSlots <= 2 * capacity + 1, "bookkeeping past twice the bound")
+            check(machine.queuedSlots <= 2 * capacity + 65, "bookkeeping past twice the bound")
         }
         for id in machine.drain() { leave(id, "drained") }
         check(outstanding.isEmpty, "queries lost: \(outstanding.keys.sorted())")

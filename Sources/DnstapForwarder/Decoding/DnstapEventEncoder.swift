@@ -91,7 +91,7 @@ public struct DnstapEventEncoder {
                 json: Array(UnsafeRawBufferPointer(rebasing: writer.bytes[start...])), timeMicros: time,
                 sampleRate: filter?.settings.sampleRate ?? 1)
             writer.truncate(to: start)
-            for (released, why) in transactions!.hold(key, held) { writeReleased(released, why) }
+            for (released, why) in transactions!.hold(key.compacted(), held) { writeReleased(released, why) }
             return
         case .response(let key):
             guard let query = transactions!.take(key) else {

@@ -79,6 +79,11 @@ struct TransactionKey: Hashable, Sendable {
     /// Tests: a key from its bytes.
     init(bytes: [UInt8]) { self.bytes = bytes }
 
+    /// The key to store: its own right-sized copy. A key built in a scratch array shares that
+    /// array's storage, whose capacity only grows (it was 664 bytes for a 60-byte key); a key
+    /// only looked up (a response's) keeps sharing it, at no cost.
+    func compacted() -> TransactionKey { TransactionKey(bytes: Array(bytes[...])) }
+
     /// A length-prefixed field (0xFFFF: absent), so that adjacent fields cannot run together.
     private static func appendField(_ field: UnsafeRawBufferPointer?, to key: inout [UInt8]) {
         guard let field else { return key.append(contentsOf: [0xFF, 0xFF]) }

@@ -6,8 +6,11 @@ import NIOCore
 ///
 /// Bounded by `capacity`: holding a query when full releases the oldest one. The order of expiry
 /// is the order of holding (every entry has the same timeout), kept in a FIFO of (sequence, key);
-/// an entry taken by its response leaves its FIFO slot behind, and the FIFO is compacted whenever
-/// it grows past twice the capacity, so it is bounded too.
+/// an entry taken by its response leaves its FIFO slot behind. Those slots are dropped from the
+/// front by `expire`, and the FIFO is compacted whenever they outnumber the entries held (plus 64):
+/// at most about twice as many slots as entries, at an amortised constant cost a query. (A slot
+/// holds its key: left to pile up behind one long-waiting query, they were most of the table's
+/// memory.)
 public struct TransactionTableStateMachine<Key: Hashable, Value> {
     public let capacity: Int
     public let timeout: TimeAmount
@@ -42,7 +45,7 @@ public struct TransactionTableStateMachine<Key: Hashable, Value> {
 
     public var count: Int { entries.count }
 
-    /// The FIFO's slots, taken ones included (tests: it stays within twice the capacity).
+    /// The FIFO's slots, taken ones included (tests: at most twice the entries, plus 65).
     public var queuedSlots: Int { order.count }
 
     /// Holds a query until `now + timeout`. Returns what had to leave for it: the entry it
@@ -58,7 +61,7 @@ public struct TransactionTableStateMachine<Key: Hashable, Value> {
         nextSequence &+= 1
         entries[key] = Entry(value: value, sequence: sequence, deadline: now + timeout)
         order.append((sequence, key))
-        if order.count > 2 * capacity { compact() }
+        if order.count > 2 * entries.count + 64 { compact() }
         return released
     }
 
@@ -104,7 +107,7 @@ public struct TransactionTableStateMachine<Key: Hashable, Value> {
 
     /// Drops the FIFO slots of entries no longer held.
     private mutating func compact() {
-        var kept = CircularBuffer<(sequence: UInt64, key: Key)>(initialCapacity: max(16, entries.count * 2))
+        var kept = CircularBuffer<(sequence: UInt64, key: Key)>(initialCapacity: max(16, entries.count + 64))
         for slot in order where entries[slot.key]?.sequence == slot.sequence { kept.append(slot) }
         order = kept
     }
