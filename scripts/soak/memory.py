@@ -107,6 +107,8 @@ def main():
     parser.add_argument("--tolerance-mib", type=float, default=3.0)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--input", choices=["dnstap", "pdns"], default="dnstap")
+    # More forwarder flags, e.g. --flag=-transactions.
+    parser.add_argument("--flag", action="append", default=[])
     args = parser.parse_args()
 
     if args.output == "spool":
@@ -122,7 +124,7 @@ def main():
     try:
         flags = ["-pdns-listen", "127.0.0.1:%d" % pdns_port] if framed else []
         flags += ["-unix-socket", socket_path, "-admin-listen", "127.0.0.1:0", "-stats-interval", "0", "-log-level", "info",
-                 "-buffer-size", str(args.buffer_size)]
+                 "-buffer-size", str(args.buffer_size)] + args.flag
         if args.output == "hec":
             # No --expect: a request retried after a lost reply is counted twice by the receiver
             # (at-least-once), so its count cannot say when everything arrived; /stats can.
