@@ -146,8 +146,14 @@ func readUntilEnd(_ pipe: Pipe, _ chunk: @escaping @Sendable (Data) -> Void) {
 
 /// A free loopback port (UDP and TCP both bindable at the moment of asking).
 func freePort() throws -> Int {
+    let (fd, port) = try boundUDPSocket()
+    close(fd)
+    return port
+}
+
+/// A UDP socket bound to 127.0.0.1 on an ephemeral port, and the port.
+func boundUDPSocket() throws -> (fd: Int32, port: Int) {
     let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-    defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -158,6 +164,9 @@ func freePort() throws -> Int {
             return getsockname(fd, pointer, &length)
         }
     }
-    guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
-    return Int(UInt16(bigEndian: address.sin_port))
+    guard bound == 0 else {
+        close(fd)
+        throw POSIXError(.EADDRINUSE)
+    }
+    return (fd, Int(UInt16(bigEndian: address.sin_port)))
 }
