@@ -189,13 +189,7 @@ public final class DnstapListener: Service {
         guard !queries.isEmpty else { return }
         let allocator = ByteBufferAllocator()
         statistics.transactions([.unanswered: queries.count])
-        let events = queries.map { $0.unansweredEvent(allocator: allocator) }
-        let refused = await buffer.append(events)
-        statistics.queued(events.count - refused)
-        if refused > 0 {
-            statistics.dropped(refused, reason: .shutdown)
-            logger.error("unanswered queries arrived after the output closed; dropped", metadata: ["events": "\(refused)"])
-        }
+        await queue(queries.map { $0.unansweredEvent(allocator: allocator) }, logger: logger)
     }
 
     /// Reads the names files again on each SIGHUP, until the shutdown begins.
@@ -519,8 +513,14 @@ public final class DnstapListener: Service {
     private func hand(_ events: [ForwardedEvent], from record: ConnectionRecord, logger: Logger) async {
         guard !events.isEmpty else { return }
         record.setWaitingForRoom(true)
-        let refused = await buffer.append(events)
+        await queue(events, logger: logger)
         record.setWaitingForRoom(false)
+    }
+
+    /// Appends to the buffer (waiting for room), counting what it took and what arrived after it
+    /// closed.
+    private func queue(_ events: [ForwardedEvent], logger: Logger) async {
+        let refused = await buffer.append(events)
         statistics.queued(events.count - refused)
         if refused > 0 {
             statistics.dropped(refused, reason: .shutdown)
