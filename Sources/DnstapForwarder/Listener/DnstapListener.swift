@@ -174,12 +174,7 @@ public final class DnstapListener: Service {
     private func expireTransactions(_ transactions: TransactionTable) async {
         let tick = min(max(TimeAmount.nanoseconds(transactions.settings.timeout.nanosecondsClamped / 8), .milliseconds(10)), .milliseconds(250))
         while !shutdown.isShuttingDown {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { try? await Task.sleep(for: .nanoseconds(tick.nanoseconds)) }
-                group.addTask { await self.shutdown.waitUntilBegun() }
-                await group.next()
-                group.cancelAll()
-            }
+            await pause(tick)
             if Task.isCancelled || shutdown.isShuttingDown { return }
             await handUnanswered(transactions.expire(), logger: logger)
         }
@@ -542,13 +537,7 @@ public final class DnstapListener: Service {
         while true {
             // A tick, cut short when the shutdown begins; while shutting down, ticks are short:
             // the listener is done as soon as its connections are.
-            let interval = shutdown.isShuttingDown ? .milliseconds(20) : sweepInterval
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { try? await Task.sleep(for: .nanoseconds(interval.nanoseconds)) }
-                if !shutdown.isShuttingDown { group.addTask { await self.shutdown.waitUntilBegun() } }
-                await group.next()
-                group.cancelAll()
-            }
+            await pause(shutdown.isShuttingDown ? .milliseconds(20) : sweepInterval)
             if Task.isCancelled { return }
             let now = NIODeadline.now()
             let records = registry.snapshot()
@@ -566,6 +555,16 @@ public final class DnstapListener: Service {
                     record.requestClose(.idleTimeout)
                 }
             }
+        }
+    }
+
+    /// Sleeps for `interval`, cut short when the shutdown begins (a whole interval once it has).
+    private func pause(_ interval: TimeAmount) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(for: .nanoseconds(interval.nanoseconds)) }
+            if !shutdown.isShuttingDown { group.addTask { await self.shutdown.waitUntilBegun() } }
+            await group.next()
+            group.cancelAll()
         }
     }
 
