@@ -56,9 +56,29 @@ struct ConfigurationTests {
         #expect(config.maxConnections == 200)
         #expect(config.bufferSize == 1000)
         #expect(config.flushInterval == .seconds(1))
-        #expect(config.output == .hec(try HECEndpoint("https://splunk.example.com:8088/services/collector"), token: "your-token"))
+        #expect(config.output == .hec([try HECEndpoint("https://splunk.example.com:8088/services/collector")], token: "your-token"))
         #expect(config.logMetadata["hec_token"] == "<redacted>")
         #expect(!"\(config.logMetadata)".contains("your-token"))
+    }
+
+    @Test("-hec-url takes a comma-separated list; an empty item or a URL given twice is refused, naming the flag")
+    func hecURLList() throws {
+        func resolve(_ urls: String) throws -> ForwarderConfiguration {
+            try ForwarderConfiguration.resolve(flags: [.outputType: "hec", .hecURL: urls, .hecToken: "t"], environment: [:])
+        }
+        let config = try resolve("https://idx1:8088, https://idx2:8088/services/collector ,http://idx3:8088")
+        guard case .hec(let endpoints, _) = config.output else {
+            Issue.record("a HEC output")
+            return
+        }
+        #expect(endpoints.map(\.eventURL) == [
+            "https://idx1:8088/services/collector/event", "https://idx2:8088/services/collector", "http://idx3:8088/services/collector/event",
+        ])
+        #expect(config.logMetadata["hec_url"] == "\(endpoints.map(\.eventURL).joined(separator: ","))")
+        for bad in ["https://a:8088,,https://b:8088", "https://a:8088,", "https://a:8088,https://a:8088/services/collector/event", "https://a:8088,b:8088"] {
+            #expect(throws: ConfigurationError.self, "\(bad)") { try resolve(bad) }
+            do { _ = try resolve(bad) } catch { #expect("\(error)".contains("-hec-url"), "\(error)") }
+        }
     }
 
     @Test("TCP only turns the default unix socket off; both can be given")

@@ -12,7 +12,7 @@ struct HECTests {
         -> (inout ForwarderConfiguration) -> Void
     {
         return { config in
-            config.output = .hec(try! HECEndpoint(server.url), token: server.token)
+            config.output = .hec([try! HECEndpoint(server.url)], token: server.token)
             config.hec.retryInitialDelay = .milliseconds(10)
             config.hec.retryMaxDelay = .milliseconds(100)
             config.hec.requestTimeout = .seconds(2)

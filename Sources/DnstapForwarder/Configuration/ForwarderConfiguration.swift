@@ -49,13 +49,13 @@ public enum OutputType: String, Equatable, Sendable {
     case file
 }
 
-/// Where events go, with what each output cannot do without: a HEC output has its endpoint and
-/// token by construction, so no output can start half-configured. The outputs' other settings
+/// Where events go, with what each output cannot do without: a HEC output has its endpoints (one
+/// at least) and token by construction, so no output can start half-configured. The outputs' other settings
 /// are `ForwarderConfiguration.hec` and `.file`.
 public enum Output: Equatable, Sendable {
     case stdout
     case file
-    case hec(HECEndpoint, token: String)
+    case hec([HECEndpoint], token: String)
 
     public var type: OutputType {
         switch self {
@@ -199,7 +199,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
             guard let token = draft.token else {
                 throw ConfigurationError.invalid("-output-type hec needs -hec-token or -hec-token-file (DNSTAP_HEC_TOKEN, DNSTAP_HEC_TOKEN_FILE)")
             }
-            config.output = .hec(try HECEndpoint(url), token: token)
+            config.output = .hec(try HECEndpoint.list(url), token: token)
         }
         if config.resolutionMap.ttlCeiling < config.resolutionMap.ttlFloor || config.resolutionMap.ttlCeiling == .zero {
             throw ConfigurationError.invalid("-resolution-ttl-max must be above 0 and at least -resolution-ttl-min")
@@ -253,8 +253,8 @@ public struct ForwarderConfiguration: Equatable, Sendable {
             metadata["unix_socket_mode"] = .string("0" + String(unixSocketMode, radix: 8))
             metadata["unix_socket_group"] = .string(unixSocketGroup ?? "-")
         }
-        if case .hec(let endpoint, _) = output {
-            metadata["hec_url"] = .string(endpoint.eventURL)
+        if case .hec(let endpoints, _) = output {
+            metadata["hec_url"] = .string(endpoints.map(\.eventURL).joined(separator: ","))
             metadata["hec_token"] = "<redacted>"
             metadata["hec_gzip"] = .stringConvertible(hec.gzip)
             metadata["hec_gzip_level"] = .stringConvertible(hec.gzipLevel)

@@ -175,7 +175,7 @@ extension Setting {
 
     public static let hecURL = Setting(
         "hec-url", default: nil,
-        "HEC endpoint: `https://host:8088/services/collector`, `…/services/collector/event`, or a bare `https://host:8088` (then `/services/collector/event`)."
+        "HEC endpoint: `https://host:8088/services/collector`, `…/services/collector/event`, or a bare `https://host:8088` (then `/services/collector/event`). Several, comma-separated (one per indexer): batches go round-robin to those whose circuit is closed."
     ) { $1.url = nonEmpty($0) }
     public static let hecToken = Setting(
         "hec-token", default: nil, secret: true, "HEC token, sent as `Authorization: Splunk <token>`; never logged or printed."

@@ -87,6 +87,8 @@ public final class ForwarderStatistics: Sendable {
 
     /// Frames, bytes, decode errors and the last frame's time by sender, bounded.
     public let senders: SenderSeries
+    /// Where outputs make series of their own (HEC's per endpoint).
+    let metricsFactory: any MetricsFactory
     /// How long HEC took to answer each request (sent to the reply read), any answer or error.
     private let metricHECRequestDuration: Metrics.Timer
 
@@ -95,6 +97,7 @@ public final class ForwarderStatistics: Sendable {
     ///   - maxSenderSeries: `-max-sender-series`.
     public init(metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance, maxSenderSeries: Int = 1000) {
         let factory = metricsFactory
+        self.metricsFactory = metricsFactory
         senders = SenderSeries(limit: maxSenderSeries, factory: factory)
         metricHECRequestDuration = Metrics.Timer(label: "dnstap_hec_request_duration_seconds", factory: factory)
         metricAccepted = Counter(label: "dnstap_connections_accepted_total", factory: factory)

@@ -139,7 +139,7 @@ public final class ForwarderApplication: Sendable {
             var settings = configuration.file
             settings.hostname = configuration.hec.host ?? HECSink.hostname()
             return try FileSink(settings: settings, statistics: statistics, logger: logger.with(component: "file"), eventLoop: eventLoopGroup.next())
-        case .hec(let endpoint, let token):
+        case .hec(let endpoints, let token):
             // The spool first: it can fail to open, and then no HTTP client is left to shut down.
             let spool = try configuration.hec.spoolPath.map {
                 try Spool(
@@ -147,7 +147,7 @@ public final class ForwarderApplication: Sendable {
                     logger: logger.with(component: "spool"))
             }
             let hec = try HECSink(
-                endpoint: endpoint, token: token, settings: configuration.hec, eventLoopGroup: eventLoopGroup,
+                endpoints: endpoints, token: token, settings: configuration.hec, eventLoopGroup: eventLoopGroup,
                 statistics: statistics, logger: logger.with(component: "hec"))
             guard let spool else { return hec }
             return SpoolingSink(spool: spool, downstream: hec, statistics: statistics, logger: logger.with(component: "spool"))

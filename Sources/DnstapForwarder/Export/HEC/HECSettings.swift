@@ -46,6 +46,20 @@ public struct HECEndpoint: Equatable, Sendable {
     public var eventURL: String { base + eventPath }
     public var healthURL: String { base + "/services/collector/health" }
 
+    /// `-hec-url`: one URL, or several separated by commas (each endpoint once).
+    public static func list(_ urls: String) throws -> [HECEndpoint] {
+        let items = urls.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingSpaces() }
+        guard !items.contains(where: \.isEmpty) else {
+            throw ConfigurationError.invalidValue(.hecURL, urls, "an empty item in the comma-separated list")
+        }
+        let endpoints = try items.map { try HECEndpoint($0) }
+        var seen = Set<String>()
+        for endpoint in endpoints where !seen.insert(endpoint.eventURL).inserted {
+            throw ConfigurationError.invalidValue(.hecURL, urls, "\(endpoint.eventURL) is listed twice")
+        }
+        return endpoints
+    }
+
     public init(_ url: String) throws {
         let trimmed = url.trimmingSpaces()
         guard let schemeEnd = trimmed.range(of: "://"),

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import CompressNIO
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOHTTP1
 import NIOSSL
@@ -10,23 +11,25 @@ import NIOSSL
 import Glibc
 #endif
 
-/// Sends batches to Splunk's HTTP Event Collector.
+/// Sends batches to Splunk's HTTP Event Collector: to one endpoint, or round-robin to several
+/// (`-hec-url a,b,c`, Splunk's indexers each exposing HEC), each with its own circuit breaker and
+/// health probe (`HECEndpointPool`).
 ///
 /// A batch is delivered, or its events are counted as dropped by reason: transient failures
-/// (5xx, 429, network errors, timeouts) are retried with exponential backoff and full jitter for as
-/// long as it takes, so the buffer fills and the connections stop reading; a refused token keeps the
-/// events and keeps probing; only events HEC rejects for good are dropped. Only the shutdown bound
-/// ends the waiting.
+/// (5xx, 429, network errors, timeouts) go to the next endpoint, then back off exponentially with
+/// full jitter, for as long as it takes, so the buffer fills and the connections stop reading; a
+/// refused token keeps the events and keeps trying; only events HEC rejects for good are dropped.
+/// Only the shutdown bound ends the waiting.
 public final class HECSink: EventSink {
     private let settings: HECSettings
-    private let endpoint: HECEndpoint
+    private let targets: [Target]
     private let authorization: String
     private let client: HTTPClient
     private let envelopes: HECEnvelopes
     private let statistics: ForwarderStatistics
     private let logger: Logger
     private let logs = Locked(Logs())
-    private let condition = Locked(Condition())
+    private let shared: Locked<Shared>
     private let deadLetters: DeadLetterFile?
     private let policy: HECDeliveryStateMachine.Policy
     private let plainBodies = Locked<[ByteBuffer]>([])
@@ -35,18 +38,48 @@ public final class HECSink: EventSink {
 
     public var maxConcurrentWrites: Int { settings.maxInFlight }
 
-    public var isCircuitOpen: Bool { condition.withLock { $0.circuitOpen != nil } }
+    /// Every endpoint's circuit is open: nothing can be sent until a probe finds one healthy.
+    public var isCircuitOpen: Bool { shared.withLock { $0.pool.allOpen } }
 
-    /// What `/readyz` reports: a refused token or an open circuit make the output not ready.
-    private struct Condition {
-        var tokenRefused: String?
-        var circuitOpen: String?
+    /// One `-hec-url` endpoint and its series in `/metrics`.
+    private struct Target: Sendable {
+        let endpoint: HECEndpoint
+        let requests: Counter
+        let failures: Counter
+        let events: Counter
+        let circuitOpen: Gauge
+
+        init(_ endpoint: HECEndpoint, factory: any MetricsFactory) {
+            self.endpoint = endpoint
+            let dimensions = [("endpoint", endpoint.eventURL)]
+            requests = Counter(label: "dnstap_hec_endpoint_requests_total", dimensions: dimensions, factory: factory)
+            failures = Counter(label: "dnstap_hec_endpoint_failures_total", dimensions: dimensions, factory: factory)
+            events = Counter(label: "dnstap_hec_endpoint_events_total", dimensions: dimensions, factory: factory)
+            circuitOpen = Gauge(label: "dnstap_hec_endpoint_circuit_open", dimensions: dimensions, factory: factory)
+            circuitOpen.record(0)
+        }
     }
 
+    /// The endpoints' health, shared by every request in flight and the probers.
+    private struct Shared {
+        var pool: HECEndpointPool
+        /// What each endpoint said when it last refused the token (nil: it did not).
+        var tokenRefused: [String?]
+        /// Requests waiting for a circuit to close, and probers waiting for one to open: woken at
+        /// every change, each looks again.
+        var waiters = Waiters<Void>()
+    }
+
+    /// What `/readyz` reports: ready while some endpoint takes the token and has its circuit closed.
     public var readiness: OutputReadiness {
-        let condition = condition.withLock { $0 }
-        if let reply = condition.tokenRefused { return .notReady("HEC refuses the token (\(reply))") }
-        if let reason = condition.circuitOpen { return .notReady("HEC circuit open (\(reason)); probing its health endpoint") }
+        let (pool, refused) = shared.withLock { ($0.pool, $0.tokenRefused) }
+        let usable = (0..<pool.count).filter { !pool.isOpen($0) }
+        if usable.isEmpty {
+            return .notReady(pool.count == 1 ? "HEC circuit open; probing its health endpoint" : "every HEC endpoint's circuit is open; probing their health endpoints")
+        }
+        if let reply = refused.compactMap({ $0 }).first, usable.allSatisfy({ refused[$0] != nil }) {
+            return .notReady("HEC refuses the token (\(reply))")
+        }
         return .ready
     }
 
@@ -57,12 +90,15 @@ public final class HECSink: EventSink {
 
     /// Throws only when `-hec-ca-file` cannot be read: the endpoint and token come with the output.
     public init(
-        endpoint: HECEndpoint, token: String, settings: HECSettings, eventLoopGroup: any EventLoopGroup,
+        endpoints: [HECEndpoint], token: String, settings: HECSettings, eventLoopGroup: any EventLoopGroup,
         statistics: ForwarderStatistics, logger: Logger
     ) throws {
+        precondition(!endpoints.isEmpty, "HEC needs an endpoint")
         self.settings = settings
-        self.endpoint = endpoint
+        self.targets = endpoints.map { Target($0, factory: statistics.metricsFactory) }
         self.policy = HECDeliveryStateMachine.Policy(settings)
+        self.shared = Locked(Shared(
+            pool: HECEndpointPool(count: endpoints.count, policy: policy), tokenRefused: Array(repeating: nil, count: endpoints.count)))
         self.authorization = "Splunk " + token
         self.statistics = statistics
         self.logger = logger
@@ -96,9 +132,17 @@ public final class HECSink: EventSink {
 
     // MARK: - EventSink
 
-    /// Probes HEC once at start, so a wrong URL or token is reported before the first batch.
+    /// Probes each endpoint once at start, so a wrong URL or token is reported before the first
+    /// batch; then each endpoint's prober probes it while its circuit is open, until cancelled.
     public func run() async {
-        await probeAtStart()
+        await withDiscardingTaskGroup { group in
+            for index in targets.indices {
+                group.addTask {
+                    await self.probeAtStart(index)
+                    await self.probeWhileOpen(index)
+                }
+            }
+        }
     }
 
     public func write(_ events: [ForwardedEvent]) async throws -> SinkResult {
@@ -163,72 +207,111 @@ public final class HECSink: EventSink {
             body = envelopes.encode(part)
         }
         var machine = HECDeliveryStateMachine(policy: policy)
-        var action = HECDeliveryStateMachine.Action.post
+        var action = update { machine.next(&$0.pool, jitter: .random(in: 0.5...1)) }
         while true {
             switch action {
-            case .post:
-                let verdict = try await post(body)
-                report(verdict, failures: machine.failures + 1)
-                action = machine.posted(verdict, now: .now(), jitter: .random(in: 0.5...1))
+            case .post(let index):
+                let verdict = try await post(body, to: index)
+                report(verdict, endpoint: index, failures: machine.failures + 1)
+                action = update { machine.posted(verdict, pool: &$0.pool, now: .now(), jitter: .random(in: 0.5...1)) }
             case .retry(let delay):
                 try await Task.sleep(for: delay)
-                action = .post
-            case .probeHealth(let delay, let opened):
-                if opened {
-                    logger.warning(
-                        "HEC circuit open after repeated failures: probing its health endpoint before sending again",
-                        metadata: ["url": "\(endpoint.healthURL)", "failures": "\(machine.failures)"])
-                    condition.withLock { $0.circuitOpen = "\(machine.failures) failures in a row" }
-                }
-                try await Task.sleep(for: delay)
-                let healthy = await health() == .healthy
+                action = update { machine.next(&$0.pool, jitter: .random(in: 0.5...1)) }
+            case .awaitEndpoint:
+                await shared.wait(in: \.waiters, onCancel: ()) { state, _ in state.pool.allOpen ? nil : () }
                 try Task.checkCancellation()
-                action = machine.probed(healthy: healthy, jitter: .random(in: 0.5...1))
-                if action == .post {
-                    condition.withLock { $0.circuitOpen = nil }
-                    logger.info("HEC health endpoint answers healthy: closing the circuit")
-                }
-            case .pollAck(let ackID, let delay):
+                action = update { machine.next(&$0.pool, jitter: .random(in: 0.5...1)) }
+            case .pollAck(let index, let ackID, let delay):
                 try await Task.sleep(for: delay)
-                action = machine.polled(acknowledged: try await acknowledged(ackID), now: .now())
-            case .resendUnacknowledged(let ackID):
+                action = machine.polled(acknowledged: try await acknowledged(ackID, at: index), now: .now())
+            case .resendUnacknowledged(let index, let ackID):
                 statistics.retried()
                 logger.warning(
                     "no indexer acknowledgement in time; sending the batch again (HEC may index it twice)",
-                    metadata: ["ack_id": "\(ackID)", "timeout": "\(settings.ackTimeout)", "events": "\(part.count)"])
-                action = .post
+                    metadata: [
+                        "ack_id": "\(ackID)", "timeout": "\(settings.ackTimeout)", "events": "\(part.count)",
+                        "url": "\(targets[index].endpoint.eventURL)",
+                    ])
+                action = update { machine.next(&$0.pool, jitter: .random(in: 0.5...1)) }
             case .finished(let verdict):
-                if case .delivered(nil) = verdict, settings.acknowledgements {
-                    logger.warning("HEC answered without an ackId although -hec-ack is on; counting the batch as delivered")
+                if case .delivered(let ackID) = verdict, let index = machine.endpoint {
+                    targets[index].events.increment(by: part.count)
+                    if ackID == nil, settings.acknowledgements {
+                        logger.warning("HEC answered without an ackId although -hec-ack is on; counting the batch as delivered")
+                    }
                 }
                 return verdict
             }
         }
     }
 
+    /// Changes the endpoints' health under the lock; a circuit that opened or closed is logged,
+    /// shown in its gauge, and wakes whoever waits for one (requests, probers).
+    private func update<Result>(_ change: (inout Shared) -> Result) -> Result {
+        let (result, changes, usable, waiters) = shared.withLock { state in
+            let result = change(&state)
+            let changes = state.pool.takeChanges()
+            let usable = (0..<state.pool.count).filter { !state.pool.isOpen($0) }.count
+            return (result, changes, usable, changes.isEmpty ? [] : state.waiters.takeAll())
+        }
+        for change in changes {
+            switch change {
+            case .opened(let index, let failures):
+                targets[index].circuitOpen.record(1)
+                logger.warning(
+                    "HEC circuit open after repeated failures: probing its health endpoint before sending to it again",
+                    metadata: [
+                        "url": "\(targets[index].endpoint.healthURL)", "failures": "\(failures)",
+                        "endpoints_taking_requests": "\(usable)",
+                    ])
+            case .closed(let index):
+                targets[index].circuitOpen.record(0)
+                logger.info("HEC health endpoint answers healthy: closing the circuit", metadata: ["url": "\(targets[index].endpoint.eventURL)"])
+            }
+        }
+        for waiter in waiters { waiter.resume() }
+        return result
+    }
+
+    /// While the endpoint's circuit is open: wait the pool's probe delay, probe, tell the pool.
+    /// Parked (no timer) while the circuit is closed; ends when cancelled.
+    private func probeWhileOpen(_ index: Int) async {
+        while !Task.isCancelled {
+            await shared.wait(in: \.waiters, onCancel: ()) { state, _ in state.pool.isOpen(index) ? () : nil }
+            guard let delay = shared.withLock({ $0.pool.probeDelay(index, jitter: .random(in: 0.5...1)) }) else { continue }
+            do { try await Task.sleep(for: delay) } catch { return }
+            let healthy = await health(index) == .healthy
+            guard !Task.isCancelled else { return }
+            update { $0.pool.probed(index, healthy: healthy) }
+        }
+    }
+
     /// Counts and logs an answer, and keeps `/readyz`'s view of the token current.
-    private func report(_ verdict: HECVerdict, failures: Int) {
+    private func report(_ verdict: HECVerdict, endpoint index: Int, failures: Int) {
+        let url = targets[index].endpoint.eventURL
         switch verdict {
         case .retry(let reason, _):
             statistics.retried()
-            logFailure("HEC request failed; will retry", reason: reason, failures: failures)
+            targets[index].failures.increment()
+            logFailure("HEC request failed; will retry", reason: reason, url: url, failures: failures)
         case .authenticationFailed(let reason):
-            condition.withLock { $0.tokenRefused = reason }
+            shared.withLock { $0.tokenRefused[index] = reason }
             statistics.retried()
             if logs.withLock({ $0.authentication.shouldLog() }) != nil {
                 logger.error(
                     "HEC refuses the token: the events stay buffered and are sent once the token works. Check -hec-token",
-                    metadata: ["reply": "\(reason)", "url": "\(endpoint.eventURL)", "attempts": "\(failures)"])
+                    metadata: ["reply": "\(reason)", "url": "\(url)", "attempts": "\(failures)"])
             }
         default:
-            condition.withLock { $0.tokenRefused = nil }
-            if failures > 1 { logger.info("HEC accepts requests again", metadata: ["failed_attempts": "\(failures - 1)"]) }
+            shared.withLock { $0.tokenRefused[index] = nil }
+            if failures > 1 { logger.info("HEC accepts requests again", metadata: ["failed_attempts": "\(failures - 1)", "url": "\(url)"]) }
         }
     }
 
     /// One request; a network error or timeout is a `.retry` verdict, cancellation is thrown.
-    private func post(_ body: ByteBuffer) async throws -> HECVerdict {
-        var request = HTTPClientRequest(url: endpoint.eventURL)
+    private func post(_ body: ByteBuffer, to index: Int) async throws -> HECVerdict {
+        targets[index].requests.increment()
+        var request = HTTPClientRequest(url: targets[index].endpoint.eventURL)
         request.method = .POST
         request.headers.add(name: "Authorization", value: authorization)
         request.headers.add(name: "Content-Type", value: "application/json")
@@ -250,8 +333,10 @@ public final class HECSink: EventSink {
 
     // MARK: - Indexer acknowledgement
 
-    /// Asks `/services/collector/ack` whether `ackID` is indexed.
-    private func acknowledged(_ ackID: Int) async throws -> Bool {
+    /// Asks the endpoint that took the request (`/services/collector/ack`) whether `ackID` is indexed:
+    /// ack IDs are the indexer's own.
+    private func acknowledged(_ ackID: Int, at index: Int) async throws -> Bool {
+        let endpoint = targets[index].endpoint
         var request = HTTPClientRequest(url: endpoint.base + "/services/collector/ack?channel=" + channel)
         request.method = .POST
         request.headers.add(name: "Authorization", value: authorization)
@@ -270,7 +355,7 @@ public final class HECSink: EventSink {
             }
         } catch {
             try Task.checkCancellation()
-            logFailure("HEC acknowledgement query failed; will ask again", reason: Self.describe(error), failures: 1)
+            logFailure("HEC acknowledgement query failed; will ask again", reason: Self.describe(error), url: endpoint.eventURL, failures: 1)
         }
         return false
     }
@@ -284,8 +369,8 @@ public final class HECSink: EventSink {
         case unreachable(String)
     }
 
-    func health() async -> Health {
-        var request = HTTPClientRequest(url: endpoint.healthURL)
+    func health(_ index: Int) async -> Health {
+        var request = HTTPClientRequest(url: targets[index].endpoint.healthURL)
         request.headers.add(name: "Authorization", value: authorization)
         do {
             let response = try await client.execute(request, timeout: TimeAmount(settings.requestTimeout))
@@ -301,13 +386,13 @@ public final class HECSink: EventSink {
         }
     }
 
-    private func probeAtStart() async {
-        let metadata: Logger.Metadata = ["url": "\(endpoint.eventURL)"]
-        switch await health() {
+    private func probeAtStart(_ index: Int) async {
+        let metadata: Logger.Metadata = ["url": "\(targets[index].endpoint.eventURL)"]
+        switch await health(index) {
         case .healthy:
             logger.info("HEC is reachable and healthy", metadata: metadata)
         case .tokenRefused(let reply):
-            condition.withLock { $0.tokenRefused = reply }
+            shared.withLock { $0.tokenRefused[index] = reply }
             logger.error("HEC refuses the token (\(reply)): events will be buffered until it is fixed", metadata: metadata)
         case .unhealthy(let reply):
             logger.warning("HEC answers but is not healthy (\(reply)): sending will retry", metadata: metadata)
@@ -318,11 +403,11 @@ public final class HECSink: EventSink {
 
     // MARK: - Helpers
 
-    private func logFailure(_ message: Logger.Message, reason: String, failures: Int) {
+    private func logFailure(_ message: Logger.Message, reason: String, url: String, failures: Int) {
         guard let suppressed = logs.withLock({ $0.failure.shouldLog() }) else { return }
         logger.warning(
             message,
-            metadata: ["reason": "\(reason)", "url": "\(endpoint.eventURL)", "attempt": "\(failures)", "suppressed_since_last": "\(suppressed)"])
+            metadata: ["reason": "\(reason)", "url": "\(url)", "attempt": "\(failures)", "suppressed_since_last": "\(suppressed)"])
     }
 
     static func describe(_ error: any Error) -> String {
