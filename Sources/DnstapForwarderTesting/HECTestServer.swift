@@ -28,7 +28,8 @@ public final class HECTestServer: Sendable {
         var events: [String] = []
         var requests = 0
         var violations: [String] = []
-        var waiters: [(Int, CheckedContinuation<Void, Never>)] = []
+        var waiters: [(Int, CheckedContinuation<Void, Never>, id: Int)] = []
+        var nextWaiterID = 0
         var healthy = true
         var acks = false
         var nextAckID = 0
@@ -39,6 +40,8 @@ public final class HECTestServer: Sendable {
     public let token: String
     private let state = Locked(State())
     private let channel: Locked<(any Channel)?> = Locked(nil)
+    /// The accepted connections, closed by `stop()` as a stopped indexer's would be.
+    private let connections = Locked<[ObjectIdentifier: any Channel]>([:])
     public let port: Int
 
     public let scheme: String
@@ -57,10 +60,14 @@ public final class HECTestServer: Sendable {
         }
         scheme = tls == nil ? "http" : "https"
         let context = tls
+        let connections = connections
         let bound = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let id = ObjectIdentifier(channel)
+                connections.withLock { $0[id] = channel }
+                channel.closeFuture.whenComplete { _ in connections.withLock { _ = $0.removeValue(forKey: id) } }
+                return channel.eventLoop.makeCompletedFuture {
                     if let context {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
                     }
@@ -98,20 +105,35 @@ public final class HECTestServer: Sendable {
     /// Protocol violations seen (must stay empty).
     public var violations: [String] { state.withLock { $0.violations } }
 
+    /// Returns once `count` events have arrived, or when the task is cancelled.
     public func waitForEvents(_ count: Int) async {
-        await withCheckedContinuation { continuation in
-            let done = state.withLock { state -> Bool in
-                if state.events.count >= count { return true }
-                state.waiters.append((count, continuation))
-                return false
+        let id = state.withLock { state -> Int in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let done = state.withLock { state -> Bool in
+                    if state.events.count >= count || Task.isCancelled { return true }
+                    state.waiters.append((count, continuation, id: id))
+                    return false
+                }
+                if done { continuation.resume() }
             }
-            if done { continuation.resume() }
+        } onCancel: {
+            let cancelled = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.waiters.remove(at: index).1
+            }
+            cancelled?.resume()
         }
     }
 
+    /// Stops listening and closes every connection (keep-alive ones too), as a stopped indexer.
     public func stop() async {
         let bound = channel.withLock { $0 }
         try? await bound?.close()
+        for connection in connections.withLock({ Array($0.values) }) { try? await connection.close() }
     }
 
     // MARK: - Handling

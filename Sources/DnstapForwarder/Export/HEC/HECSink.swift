@@ -107,6 +107,10 @@ public final class HECSink: EventSink {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: TimeAmount(settings.connectTimeout), read: TimeAmount(settings.requestTimeout))
         configuration.connectionPool = .init(idleTimeout: .seconds(60))
+        // A refused connection fails the request at once, for the delivery state machine to send
+        // it to the next endpoint or back off: left on, the client retries the connection itself
+        // and the request (or a health probe) waits out the whole connect timeout first.
+        configuration.connectionPool.retryConnectionEstablishment = false
         configuration.decompression = .disabled
         var tls = TLSConfiguration.makeClientConfiguration()
         if let caFile = settings.caFile {
