@@ -64,10 +64,12 @@ struct HECEndpointPool: Sendable {
     }
 
     /// How long the prober of an open circuit waits before its next probe (nil: the circuit is
-    /// closed). Grows with the failures and the unhealthy probes, capped, scaled by `jitter` (0.5...1).
+    /// closed): the retry backoff's first step, doubling with each unhealthy probe up to its cap,
+    /// scaled by `jitter` (0.5...1). A probe is one small GET, so an endpoint that recovers is back
+    /// in the round within a retry delay or so.
     func probeDelay(_ endpoint: Int, jitter: Double) -> Duration? {
         guard let probes = members[endpoint].unhealthyProbes else { return nil }
-        return policy.backoff(min(members[endpoint].failures + probes + 1, 20), retryAfter: nil, jitter: jitter)
+        return policy.backoff(min(probes + 1, 20), retryAfter: nil, jitter: jitter)
     }
 
     /// The health endpoint answered: healthy closes the circuit.
