@@ -144,19 +144,47 @@ func readUntilEnd(_ pipe: Pipe, _ chunk: @escaping @Sendable (Data) -> Void) {
     thread.start()
 }
 
-/// A free loopback port (UDP and TCP both bindable at the moment of asking).
+/// A loopback port for a server that another process binds (a resolver, Prometheus, stunnel),
+/// chosen at random and free for both TCP and UDP at the moment of asking.
+///
+/// It is taken from below the kernel's ephemeral range (`ip_local_port_range`): a port from that
+/// range, closed and handed to a resolver, could become the source port of any connection the
+/// tests open in the meantime, and the resolver then failed with "Address already in use". No
+/// port is handed out twice in one run, so suites running side by side do not collide either.
 func freePort() throws -> Int {
+    let ephemeralStart = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+        .flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } } ?? 32768
+    let range = max(1024, ephemeralStart - 12000)..<ephemeralStart
+    if range.count >= 256 {
+        for _ in 0..<200 {
+            let port = Int.random(in: range)
+            guard handedOutPorts.withLock({ $0.insert(port).inserted }) else { continue }
+            if bindable(port, SOCK_STREAM) && bindable(port, SOCK_DGRAM) { return port }
+        }
+    }
+    // A machine whose ephemeral range starts low: the kernel's choice, as before.
     let (fd, port) = try boundUDPSocket()
     close(fd)
     return port
 }
 
-/// A UDP socket bound to 127.0.0.1 on an ephemeral port, and the port.
-func boundUDPSocket() throws -> (fd: Int32, port: Int) {
-    let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+private let handedOutPorts = Locked(Set<Int>())
+
+/// Whether a socket of this type can bind 127.0.0.1:port now (without SO_REUSEADDR).
+private func bindable(_ port: Int, _ type: __socket_type) -> Bool {
+    let fd = socket(AF_INET, Int32(type.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    return (try? bindLoopback(fd, port: port)) != nil
+}
+
+/// Binds fd to 127.0.0.1:port (0: the kernel's choice) and returns the port it got.
+@discardableResult
+private func bindLoopback(_ fd: Int32, port: Int) throws -> Int {
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     let bound = withUnsafeMutablePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
@@ -164,9 +192,17 @@ func boundUDPSocket() throws -> (fd: Int32, port: Int) {
             return getsockname(fd, pointer, &length)
         }
     }
-    guard bound == 0 else {
+    guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// A UDP socket bound to 127.0.0.1 on an ephemeral port, and the port.
+func boundUDPSocket() throws -> (fd: Int32, port: Int) {
+    let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+    do {
+        return (fd, try bindLoopback(fd, port: 0))
+    } catch {
         close(fd)
-        throw POSIXError(.EADDRINUSE)
+        throw error
     }
-    return (fd, Int(UInt16(bigEndian: address.sin_port)))
 }
