@@ -33,7 +33,12 @@ struct SpoolTests {
         #expect(first.exitStatus == 0, "the run failed: \(first.failure ?? "-")")
 
         let up = try await HECTestServer()
-        let (_, second) = try await withForwarder(HECTests.configure(up, { $0.hec.spoolPath = spool }), sink: nil) { _ in
+        // A request timeout no loaded machine reaches: a request cut off after the receiver took
+        // it is sent again (at-least-once), and this test counts exactly (under ThreadSanitizer a
+        // 2 s timeout once gave 150).
+        let (_, second) = try await withForwarder(
+            HECTests.configure(up, { $0.hec.spoolPath = spool; $0.hec.requestTimeout = .seconds(30) }), sink: nil
+        ) { _ in
             try await within(60, "replayed events at HEC") { await up.waitForEvents(100) }
             return ()
         }
