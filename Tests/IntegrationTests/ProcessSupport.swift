@@ -152,21 +152,26 @@ func readUntilEnd(_ pipe: Pipe, _ chunk: @escaping @Sendable (Data) -> Void) {
 /// tests open in the meantime, and the resolver then failed with "Address already in use". No
 /// port is handed out twice in one run, so suites running side by side do not collide either.
 func freePort() throws -> Int {
-    let ephemeralStart = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
-        .flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } } ?? 32768
-    let range = max(1024, ephemeralStart - 12000)..<ephemeralStart
-    if range.count >= 256 {
+    if let range = portsBelowEphemeral {
         for _ in 0..<200 {
             let port = Int.random(in: range)
             guard handedOutPorts.withLock({ $0.insert(port).inserted }) else { continue }
             if bindable(port, SOCK_STREAM) && bindable(port, SOCK_DGRAM) { return port }
         }
     }
-    // A machine whose ephemeral range starts low: the kernel's choice, as before.
+    // A machine whose ephemeral range starts low: the kernel's choice.
     let (fd, port) = try boundUDPSocket()
     close(fd)
     return port
 }
+
+/// Up to 12,000 ports below the kernel's ephemeral range, read once (nil: too few of them).
+private let portsBelowEphemeral: Range<Int>? = {
+    let start = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+        .flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } } ?? 32768
+    let range = max(1024, start - 12000)..<start
+    return range.count >= 256 ? range : nil
+}()
 
 private let handedOutPorts = Locked(Set<Int>())
 
