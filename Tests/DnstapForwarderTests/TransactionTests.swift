@@ -72,6 +72,19 @@ struct TransactionTests {
         #expect(largest <= 2 * 11 + 64, "the FIFO is compacted to about the entries held, 10 or 11 (largest \(largest))")
     }
 
+    @Test("answered in the order they came, the FIFO keeps only the slots of the queries still held")
+    func inOrderAnswersLeaveNoSlots() {
+        var machine = Machine(capacity: 1_000, timeout: .seconds(5))
+        for key in 0..<100 { _ = machine.hold(key, "", now: Self.at(0)) }
+        for key in 0..<50 { #expect(machine.take(key) != nil) }
+        #expect(machine.queuedSlots == 50, "the answered oldest leave with their answers")
+        #expect(machine.take(70) != nil)
+        #expect(machine.queuedSlots == 50, "one answered out of order waits for those before it")
+        for key in 50..<70 { _ = machine.take(key) }
+        #expect(machine.queuedSlots == 29, "and leaves with them")
+        #expect(machine.expire(now: Self.at(5_000)).count == 29)
+    }
+
     // MARK: - The join in the encoder
 
     static func table(_ size: Int) -> TransactionTable {
@@ -169,12 +182,33 @@ struct TransactionTests {
         #expect(table.expire(now: .now()).isEmpty, "not before its timeout")
         let expired = table.expire(now: .now() + .seconds(6))
         #expect(expired.count == 1)
-        let event = try JSONSerialization.jsonObject(
-            with: Data(try #require(expired.first).unansweredEvent(allocator: ByteBufferAllocator()).json.readableBytesView)) as? [String: Any]
+        let query = try #require(expired.first)
+        let rendered = try #require(query.unansweredEvent(allocator: ByteBufferAllocator()))
+        let event = try JSONSerialization.jsonObject(with: Data(rendered.json.readableBytesView)) as? [String: Any]
         #expect(event?["dnstap_type"] as? String == "CLIENT_QUERY")
         #expect(event?["query"] as? String == "slow.test")
         #expect(event?["unanswered"] as? Bool == true)
         #expect(event?["timestamp"] as? String == "2023-11-14T22:13:20.100000Z")
+    }
+
+    @Test("an unanswered query, held as its frame, goes out as the same event plain mode writes, marked unanswered")
+    func unansweredSameAsPlain() throws {
+        var plain = DnstapEventEncoder()
+        plain.sender = "resolver1.example"
+        try plain.append(frame: Self.query("same.test", id: 11), receivedAtMicros: 5)
+        let expected = try #require(Self.events(&plain).first)
+        var joining = DnstapEventEncoder()
+        joining.sender = "resolver1.example"
+        let table = Self.table(100)
+        joining.transactions = table
+        try joining.append(frame: Self.query("same.test", id: 11), receivedAtMicros: 5)
+        #expect(Self.events(&joining).isEmpty)
+        let held = try #require(table.drain().first)
+        let rendered = try #require(held.unansweredEvent(allocator: ByteBufferAllocator()))
+        var event = try #require(try JSONSerialization.jsonObject(with: Data(rendered.json.readableBytesView)) as? [String: Any])
+        #expect(event.removeValue(forKey: "unanswered") as? Bool == true)
+        #expect(NSDictionary(dictionary: event) == NSDictionary(dictionary: expected))
+        #expect(event["sender"] as? String == "resolver1.example")
     }
 
     @Test("a full table writes its oldest query unanswered with the read that needed the room")

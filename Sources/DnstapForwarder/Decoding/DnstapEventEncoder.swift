@@ -62,6 +62,7 @@ public struct DnstapEventEncoder {
         guard let dnstap = frame.withUnsafeReadableBytes({ decoder.decode($0) }) else {
             throw .malformedProtobuf("not a valid dnstap protobuf")
         }
+        if transactions != nil, holdWithoutRendering(dnstap, frame: frame, receivedAtMicros: receivedAtMicros) { return }
         let start = writer.count
         writer.beginObject()
         var facts = EventFacts()
@@ -69,12 +70,69 @@ public struct DnstapEventEncoder {
             dnstap, receivedAtMicros: receivedAtMicros, sender: sender, into: writer, names: &names, resolutions: &resolutions,
             recent: recentResponses, facts: &facts)
         var role = JoinRole.none
-        if transactions != nil, let isQuery = facts.isQuery, !isQuery || facts.dnsParsed,
-           let key = TransactionKey(dnstap: dnstap, isQuery: isQuery, scratch: &keyScratch)
+        // A query that could be held was; one here did not parse or has no key, and goes out now.
+        if transactions != nil, facts.isQuery == false,
+           let key = TransactionKey(dnstap: dnstap, isQuery: false, scratch: &keyScratch)
         {
-            role = isQuery ? .query(key) : .response(key)
+            role = .response(key)
         }
         finish(start: start, time: time, facts: facts, role: role)
+    }
+
+    /// A query of `-transactions` held as its frame (`HeldQuery`), or left out by a filter, without
+    /// rendering its event; false when it is not one to hold (a response, no DNS message, one that
+    /// does not parse, no question): the caller writes it. The filter judges it on the same facts
+    /// as a rendered one's.
+    private mutating func holdWithoutRendering(
+        _ dnstap: UnsafePointer<Dnstap__Dnstap>, frame: ByteBuffer, receivedAtMicros: Int64
+    ) -> Bool {
+        guard let message = dnstap.pointee.message?.pointee, message.has_query_message != 0 else { return false }
+        let type = MessageTypeInfo(message)
+        guard type.isQuery == true, let key = TransactionKey(dnstap: dnstap, isQuery: true, scratch: &keyScratch) else {
+            return false
+        }
+        let dns = DNSMessage(parsing: message.query_message.bytes, names: &names)
+        guard dns.parseError == nil else { return false }
+        var facts = EventFacts()
+        facts.typeName = type.name
+        facts.isQuery = true
+        facts.dnsParsed = true
+        facts.questionName = dns.question?.name
+        if dns.isResponse { facts.rcode = UInt32(dns.rcode) }
+        let time = DnstapEventFields.queryEventTime(message, receivedAtMicros: receivedAtMicros)
+        let verdict = filter.map { EventFilter.verdict(facts, settings: $0.settings, drop: $0.drop, keep: $0.keep) } ?? .keep
+        // Held whatever sampling says (its response decides); left out by another filter, not held.
+        if case .drop(let reason) = verdict, reason != .sample {
+            filtered[reason, default: 0] += 1
+            return true
+        }
+        let held = HeldQuery(
+            content: .dnstap(frame: Array(frame.readableBytesView), receivedAtMicros: receivedAtMicros, sender: sender),
+            timeMicros: time, sampleRate: filter?.settings.sampleRate ?? 1)
+        for (released, why) in transactions!.hold(key.compacted(), held) { writeReleased(released, why) }
+        return true
+    }
+
+    /// Appends a held query's own event, marked `"unanswered": true`.
+    mutating func appendUnanswered(_ query: HeldQuery) {
+        let start = writer.count
+        switch query.content {
+        case .json(let json):
+            json.withUnsafeBytes { writer.resumeObject($0) }
+        case .dnstap(let frame, let receivedAtMicros, let sender):
+            defer { decoder.reset() }
+            // It decoded when it came; the same bytes decode the same.
+            guard let dnstap = frame.withUnsafeBytes({ decoder.decode($0) }) else { return }
+            writer.beginObject()
+            var facts = EventFacts()
+            _ = DnstapEventFields.write(
+                dnstap, receivedAtMicros: receivedAtMicros, sender: sender, into: writer, names: &names,
+                resolutions: &resolutions, recent: nil, facts: &facts)
+        }
+        writer.field("unanswered", true)
+        if query.sampleRate > 1 { writer.field("sample_rate", query.sampleRate) }
+        writer.endObject()
+        pending.append((start, writer.count, query.timeMicros))
     }
 
     /// Ends the event begun at `start`: written, held (a query waiting for its response), joined
@@ -88,7 +146,7 @@ public struct DnstapEventEncoder {
             // Held whatever sampling says (its response decides); left out by another filter, not held.
             if case .drop(let reason) = verdict, reason != .sample { break }
             let held = HeldQuery(
-                json: Array(UnsafeRawBufferPointer(rebasing: writer.bytes[start...])), timeMicros: time,
+                content: .json(Array(UnsafeRawBufferPointer(rebasing: writer.bytes[start...]))), timeMicros: time,
                 sampleRate: filter?.settings.sampleRate ?? 1)
             writer.truncate(to: start)
             for (released, why) in transactions!.hold(key.compacted(), held) { writeReleased(released, why) }
@@ -121,9 +179,7 @@ public struct DnstapEventEncoder {
     private mutating func writeReleased(
         _ query: HeldQuery, _ why: TransactionTableStateMachine<TransactionKey, HeldQuery>.Release
     ) {
-        let start = writer.count
-        query.writeUnanswered(into: writer)
-        pending.append((start, writer.count, query.timeMicros))
+        appendUnanswered(query)
         switch why {
         case .evicted: outcomes[.evicted, default: 0] += 1
         case .superseded: outcomes[.superseded, default: 0] += 1

@@ -15,7 +15,7 @@ enum DnstapEventFields {
         let dnstap = dnstap.pointee
         let message = dnstap.message.map { UnsafePointer($0) }
         let messageType = message.map { MessageTypeInfo($0.pointee) }
-        let queryTime = message.flatMap { $0.pointee.has_query_time_sec != 0 ? micros($0.pointee.query_time_sec, $0.pointee.query_time_nsec) : nil }
+        let queryTime = message.flatMap { queryMicros($0.pointee) }
         let responseTime = message.flatMap {
             $0.pointee.has_response_time_sec != 0 ? micros($0.pointee.response_time_sec, $0.pointee.response_time_nsec) : nil
         }
@@ -93,6 +93,15 @@ enum DnstapEventFields {
             }
         }
         return eventTime
+    }
+
+    /// The time of a query's event (as `write` returns it), without writing it.
+    static func queryEventTime(_ message: Dnstap__Message, receivedAtMicros: Int64) -> Int64 {
+        queryMicros(message) ?? receivedAtMicros
+    }
+
+    private static func queryMicros(_ message: Dnstap__Message) -> Int64? {
+        message.has_query_time_sec != 0 ? micros(message.query_time_sec, message.query_time_nsec) : nil
     }
 
     private static func micros(_ seconds: UInt64, _ nanos: UInt32) -> Int64 {

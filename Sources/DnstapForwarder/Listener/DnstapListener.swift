@@ -184,7 +184,7 @@ public final class DnstapListener: Service {
         guard !queries.isEmpty else { return }
         let allocator = ByteBufferAllocator()
         statistics.transactions([.unanswered: queries.count])
-        await queue(queries.map { $0.unansweredEvent(allocator: allocator) }, logger: logger)
+        await queue(HeldQuery.unansweredEvents(queries, allocator: allocator), logger: logger)
     }
 
     /// Reads the names files again on each SIGHUP, until the shutdown begins.

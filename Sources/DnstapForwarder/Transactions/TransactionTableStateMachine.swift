@@ -7,7 +7,8 @@ import NIOCore
 /// Bounded by `capacity`: holding a query when full releases the oldest one. The order of expiry
 /// is the order of holding (every entry has the same timeout), kept in a FIFO of (sequence, key);
 /// an entry taken by its response leaves its FIFO slot behind. Those slots are dropped from the
-/// front by `expire`, and the FIFO is compacted whenever they outnumber the entries held (plus 64):
+/// front when the oldest entry is taken and by `expire`, and the FIFO is compacted whenever they
+/// outnumber the entries held (plus 64):
 /// at most about twice as many slots as entries, at an amortised constant cost a query. (A slot
 /// holds its key: left to pile up behind one long-waiting query, they were most of the table's
 /// memory.)
@@ -67,7 +68,15 @@ public struct TransactionTableStateMachine<Key: Hashable, Value> {
 
     /// The response's query, if it is held: it leaves the table.
     public mutating func take(_ key: Key) -> Value? {
-        entries.removeValue(forKey: key)?.value
+        guard let entry = entries.removeValue(forKey: key) else { return nil }
+        // Responses come mostly in the order of their queries: when this one was the oldest, its
+        // slot and the taken ones behind it leave the FIFO now (each slot once), so compaction is
+        // left for the slots behind a query that waits long.
+        if order.first?.sequence == entry.sequence {
+            order.removeFirst()
+            while let first = order.first, entries[first.key]?.sequence != first.sequence { order.removeFirst() }
+        }
+        return entry.value
     }
 
     /// The queries whose timeout has passed at `now`, oldest first.
