@@ -137,6 +137,7 @@ struct TransactionTests {
         #expect(event["query_timestamp"] as? String == "2023-11-14T22:13:20.100000Z")
         #expect(event["timestamp"] as? String == "2023-11-14T22:13:20.112500Z")
         #expect(event["duration"] as? Double == 0.0125)
+        #expect(event["response_timestamp"] == nil, "the response's time is the timestamp, not written twice")
         #expect(event["answer"] as? [String] == ["10.0.0.1"])
         #expect(event["unanswered"] == nil)
         #expect(encoder.takeTransactionOutcomes() == [.joined: 1])
@@ -153,6 +154,7 @@ struct TransactionTests {
         let text = String(buffer: json)
         #expect(text.components(separatedBy: "\"duration\"").count == 2, "\(text)")
         #expect(text.components(separatedBy: "\"query_timestamp\"").count == 2, "\(text)")
+        #expect(!text.contains("response_timestamp"), "\(text)")
     }
 
     @Test("no match: another ID, another port, another question or another resolver; the response goes out alone and counted")
@@ -169,6 +171,7 @@ struct TransactionTests {
         let events = Self.events(&encoder)
         #expect(events.count == 4)
         #expect(events.allSatisfy { $0["dnstap_type"] as? String == "CLIENT_RESPONSE" && $0["duration"] == nil })
+        #expect(events.allSatisfy { $0["response_timestamp"] != nil }, "an unmatched response is written as without -transactions")
         #expect(encoder.takeTransactionOutcomes() == [.unmatchedResponse: 4])
         #expect(encoder.transactions?.pending == 1, "the query still waits")
     }

@@ -36,6 +36,8 @@ public struct DnstapEventEncoder {
         case query(TransactionKey)
         /// A response, to join with its query if that is held.
         case response(TransactionKey)
+        /// A response whose query was looked for already: joined with it, or unmatched (nil).
+        case answered(HeldQuery?)
     }
 
     /// - Parameters:
@@ -62,20 +64,26 @@ public struct DnstapEventEncoder {
         guard let dnstap = frame.withUnsafeReadableBytes({ decoder.decode($0) }) else {
             throw .malformedProtobuf("not a valid dnstap protobuf")
         }
-        if transactions != nil, holdWithoutRendering(dnstap, frame: frame, receivedAtMicros: receivedAtMicros) { return }
+        var role = JoinRole.none
+        if let transactions {
+            if holdWithoutRendering(dnstap, frame: frame, receivedAtMicros: receivedAtMicros) { return }
+            // A query that could be held was; one here did not parse or has no key, and goes out now.
+            // A response takes its query before it is written: joined, it leaves out its
+            // `response_timestamp`, which is its `timestamp` again.
+            if let message = dnstap.pointee.message?.pointee, MessageTypeInfo(message).isQuery == false,
+               let key = TransactionKey(dnstap: dnstap, isQuery: false, scratch: &keyScratch)
+            {
+                role = .answered(transactions.take(key))
+            }
+        }
         let start = writer.count
         writer.beginObject()
         var facts = EventFacts()
+        var joined = false
+        if case .answered(.some) = role { joined = true }
         let time = DnstapEventFields.write(
             dnstap, receivedAtMicros: receivedAtMicros, sender: sender, into: writer, names: &names, resolutions: &resolutions,
-            recent: recentResponses, facts: &facts)
-        var role = JoinRole.none
-        // A query that could be held was; one here did not parse or has no key, and goes out now.
-        if transactions != nil, facts.isQuery == false,
-           let key = TransactionKey(dnstap: dnstap, isQuery: false, scratch: &keyScratch)
-        {
-            role = .response(key)
-        }
+            recent: recentResponses, joined: joined, facts: &facts)
         finish(start: start, time: time, facts: facts, role: role)
     }
 
@@ -152,14 +160,9 @@ public struct DnstapEventEncoder {
             for (released, why) in transactions!.hold(key.compacted(), held) { writeReleased(released, why) }
             return
         case .response(let key):
-            guard let query = transactions!.take(key) else {
-                outcomes[.unmatchedResponse, default: 0] += 1
-                break
-            }
-            outcomes[.joined, default: 0] += 1
-            if case .drop = verdict { break }
-            if !facts.wroteQueryTime { writer.field("query_timestamp", timestampMicros: query.timeMicros) }
-            if !facts.wroteDuration { writer.field("duration", micros: time - query.timeMicros) }
+            join(transactions!.take(key), verdict: verdict, facts: facts, time: time)
+        case .answered(let query):
+            join(query, verdict: verdict, facts: facts, time: time)
         }
         switch verdict {
         case .keep:
@@ -173,6 +176,18 @@ public struct DnstapEventEncoder {
         }
         writer.endObject()
         pending.append((start, writer.count, time))
+    }
+
+    /// A response's join counted, and its query's time added to its event if that is kept.
+    private mutating func join(_ query: HeldQuery?, verdict: FilterVerdict, facts: EventFacts, time: Int64) {
+        guard let query else {
+            outcomes[.unmatchedResponse, default: 0] += 1
+            return
+        }
+        outcomes[.joined, default: 0] += 1
+        if case .drop = verdict { return }
+        if !facts.wroteQueryTime { writer.field("query_timestamp", timestampMicros: query.timeMicros) }
+        if !facts.wroteDuration { writer.field("duration", micros: time - query.timeMicros) }
     }
 
     /// A held query that left the table without its response, written unanswered.

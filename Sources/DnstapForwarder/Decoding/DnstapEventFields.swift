@@ -4,13 +4,13 @@ import CDnstapProtobufC
 /// "Output schema"). Names follow Splunk CIM's Network Resolution model where one fits.
 enum DnstapEventFields {
     /// Writes the fields of one event; returns the event's time in microseconds and what the
-    /// filter needs (`facts`). With `recent`,
+    /// filter needs (`facts`). `joined`: a response that `-transactions` joins with its query. With `recent`,
     /// the address facts of a client/resolver/forwarder response go to `resolutions`, unless the
     /// same response was already taken this second.
     static func write(
         _ dnstap: UnsafePointer<Dnstap__Dnstap>, receivedAtMicros: Int64, sender: String?, into json: JSONObjectWriter,
         names: inout DNSNames.NameBuilder, resolutions: inout ResolutionCollector, recent: RecentResponses?,
-        facts: inout EventFacts
+        joined: Bool = false, facts: inout EventFacts
     ) -> Int64 {
         let dnstap = dnstap.pointee
         let message = dnstap.message.map { UnsafePointer($0) }
@@ -52,7 +52,8 @@ enum DnstapEventFields {
             json.field("query_timestamp", timestampMicros: queryTime)
             facts.wroteQueryTime = true
         }
-        if let responseTime { json.field("response_timestamp", timestampMicros: responseTime) }
+        // A response joined with its query (`-transactions`) leaves it out: it is the `timestamp`.
+        if let responseTime, !joined { json.field("response_timestamp", timestampMicros: responseTime) }
         if let queryTime, let responseTime, messageType?.isQuery == false {
             json.field("duration", micros: responseTime - queryTime)
             facts.wroteDuration = true
