@@ -158,6 +158,7 @@ volume() { awk -v f="$2" '{ print $f }' "$work/volume.$1" | median; }
 awk -v pe="$(volume dnstap-forwarder 1)" -v pb="$(volume dnstap-forwarder 2)" -v te="$(volume transactions 1)" -v tb="$(volume transactions 2)" \
   'BEGIN { printf "-transactions: events %d -> %d (%.2f), bytes %d -> %d (%.2f), %.0f -> %.0f bytes an event\n", pe, te, te / pe, pb, tb, tb / pb, pb / pe, tb / te }'
 "$encoder_bench" "$capture"
+"$encoder_bench" "$capture" --transactions
 "$encoder_bench" "$capture" --pending
 "$map_bench" --entries 1000000
 

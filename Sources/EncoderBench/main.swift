@@ -2,9 +2,12 @@
 // the resolution map's address facts), on one thread, with no sockets or scheduling: the part of
 // the forwarder's CPU that the code, not the machine, decides. For scripts/bench.sh.
 //
-//   encoder-bench CAPTURE.fstrm [--rounds N] [--no-map] [--pending]   (a Frame Streams file, e.g. fstrm_capture's)
+//   encoder-bench CAPTURE.fstrm [--rounds N] [--no-map] [--transactions] [--pending]   (a Frame Streams
+//   file, e.g. fstrm_capture's)
 //
 // --no-map: without the resolution map's work (what `-resolution-map-size 0` saves).
+// --transactions: with `-transactions`' join (the default table of 100,000 and 5 s; nothing expires
+// within a round: the queries left over are the capture's own unanswered ones).
 // --pending: instead, the memory of `-transactions`' table: every query of the capture held (none
 // answered), the process's RSS before and after, in bytes a pending query.
 import DnstapForwarder
@@ -18,6 +21,7 @@ guard arguments.count >= 2, let data = FileManager.default.contents(atPath: argu
 }
 let rounds = arguments.firstIndex(of: "--rounds").flatMap { Int(arguments[$0 + 1]) } ?? 5
 let withMap = !arguments.contains("--no-map")
+let withTransactions = arguments.contains("--transactions")
 
 // The data frames of the file (a zero length starts a control frame, skipped).
 var frames: [ByteBuffer] = []
@@ -52,12 +56,19 @@ settings.ttlFloor = .seconds(365 * 86_400)  // the capture's answers stay mappab
 settings.ttlCeiling = .seconds(365 * 86_400)
 let map = ResolutionMap(settings: settings)
 var encoder = DnstapEventEncoder(collectResolutions: withMap, recentResponses: map.recentResponses)
+if withTransactions {
+    var joining = TransactionSettings()
+    joining.enabled = true
+    encoder.transactions = TransactionTable(settings: joining)
+}
+var eventsOut = 0
 var bestNanos = UInt64.max
 var bytesOut = 0
 var observations = 0
 for _ in 0..<rounds {
     let start = DispatchTime.now().uptimeNanoseconds
     bytesOut = 0
+    eventsOut = 0
     observations = 0
     var index = 0
     while index < frames.count {
@@ -70,16 +81,19 @@ for _ in 0..<rounds {
             observations += taken.count
             map.record(taken)
         }
-        for event in encoder.takeEvents() { bytesOut += event.json.readableBytes + 1 }
+        for event in encoder.takeEvents() {
+            bytesOut += event.json.readableBytes + 1
+            eventsOut += 1
+        }
         index = end
     }
     bestNanos = min(bestNanos, DispatchTime.now().uptimeNanoseconds - start)
 }
 let perMessage = Double(bestNanos) / Double(frames.count)
 print(String(
-    format: "encoder%@: %d messages, best of %d rounds: %.0f ns a message (%.0f messages/s on one core), %.0f bytes of JSON a message, map %d entries (%d observations recorded a round)",
-    withMap ? "" : " (map off)", frames.count, rounds, perMessage, 1e9 / perMessage, Double(bytesOut) / Double(frames.count),
-    map.statistics.entries, observations))
+    format: "encoder%@%@: %d messages, best of %d rounds: %.0f ns a message (%.0f messages/s on one core), %d events, %.0f bytes of JSON a message, map %d entries (%d observations recorded a round)",
+    withMap ? "" : " (map off)", withTransactions ? " (-transactions)" : "", frames.count, rounds, perMessage, 1e9 / perMessage,
+    eventsOut, Double(bytesOut) / Double(frames.count), map.statistics.entries, observations))
 
 /// The dnstap Message.type of a frame (0 if none): field 14 (message), in it field 1 (type).
 func messageType(_ frame: ByteBuffer) -> UInt64 {

@@ -1,5 +1,7 @@
 import DnstapForwarderTesting
 import Foundation
+import Logging
+import NIOEmbedded
 import NIOCore
 import SwiftProtobuf
 import Testing
@@ -212,6 +214,29 @@ struct TransactionTests {
         #expect(event.removeValue(forKey: "unanswered") as? Bool == true)
         #expect(NSDictionary(dictionary: event) == NSDictionary(dictionary: expected))
         #expect(event["sender"] as? String == "resolver1.example")
+    }
+
+    @Test("a read of 256 frames through a connection's lanes: each query joins its response, even across the read's middle")
+    func lanesKeepTheOrder() async throws {
+        let record = ConnectionRecord(id: 1, peer: "test", transport: .unix, channel: EmbeddedChannel())
+        let table = Self.table(1_000)
+        let lanes = EventEncodingLanes(
+            record: record, statistics: ForwarderStatistics(), resolutionMap: nil, transactions: table, logger: Logger(label: "test"))
+        // A query whose response does not come, then 128 query/response pairs, each response right
+        // after its query: pair 63's query is the last frame of the first half, its response the
+        // first of the second.
+        var frames: [ByteBuffer] = [Self.query("unanswered.test", id: 999)]
+        for pair in 0..<128 {
+            frames.append(Self.query("n\(pair).test", id: UInt16(pair)))
+            frames.append(Self.response("n\(pair).test", id: UInt16(pair)))
+        }
+        #expect(frames.count >= EventEncodingLanes.splitThreshold)
+        let events = await lanes.encode(frames).map { event in
+            try! JSONSerialization.jsonObject(with: Data(event.json.readableBytesView)) as! [String: Any]
+        }
+        #expect(events.count == 128)
+        #expect(events.allSatisfy { $0["duration"] != nil && $0["unanswered"] == nil })
+        #expect(table.pending == 1, "only the query without a response waits")
     }
 
     @Test("a full table writes its oldest query unanswered with the read that needed the room")
