@@ -188,7 +188,7 @@ struct TransactionTests {
         let expired = table.expire(now: .now() + .seconds(6))
         #expect(expired.count == 1)
         let query = try #require(expired.first)
-        let rendered = try #require(query.unansweredEvent(allocator: ByteBufferAllocator()))
+        let rendered = try #require(HeldQuery.unansweredEvents([query], allocator: ByteBufferAllocator()).first)
         let event = try JSONSerialization.jsonObject(with: Data(rendered.json.readableBytesView)) as? [String: Any]
         #expect(event?["dnstap_type"] as? String == "CLIENT_QUERY")
         #expect(event?["query"] as? String == "slow.test")
@@ -209,7 +209,7 @@ struct TransactionTests {
         try joining.append(frame: Self.query("same.test", id: 11), receivedAtMicros: 5)
         #expect(Self.events(&joining).isEmpty)
         let held = try #require(table.drain().first)
-        let rendered = try #require(held.unansweredEvent(allocator: ByteBufferAllocator()))
+        let rendered = try #require(HeldQuery.unansweredEvents([held], allocator: ByteBufferAllocator()).first)
         var event = try #require(try JSONSerialization.jsonObject(with: Data(rendered.json.readableBytesView)) as? [String: Any])
         #expect(event.removeValue(forKey: "unanswered") as? Bool == true)
         #expect(NSDictionary(dictionary: event) == NSDictionary(dictionary: expected))

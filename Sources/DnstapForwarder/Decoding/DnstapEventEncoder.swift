@@ -34,9 +34,7 @@ public struct DnstapEventEncoder {
         case none
         /// A query to hold until its response.
         case query(TransactionKey)
-        /// A response, to join with its query if that is held.
-        case response(TransactionKey)
-        /// A response whose query was looked for already: joined with it, or unmatched (nil).
+        /// A response, with its query taken out of the table (nil: none was held).
         case answered(HeldQuery?)
     }
 
@@ -65,14 +63,14 @@ public struct DnstapEventEncoder {
             throw .malformedProtobuf("not a valid dnstap protobuf")
         }
         var role = JoinRole.none
-        if let transactions {
-            if holdWithoutRendering(dnstap, frame: frame, receivedAtMicros: receivedAtMicros) { return }
-            // A query that could be held was; one here did not parse or has no key, and goes out now.
-            // A response takes its query before it is written: joined, it leaves out its
-            // `response_timestamp`, which is its `timestamp` again.
-            if let message = dnstap.pointee.message?.pointee, MessageTypeInfo(message).isQuery == false,
-               let key = TransactionKey(dnstap: dnstap, isQuery: false, scratch: &keyScratch)
-            {
+        if let transactions, let message = dnstap.pointee.message?.pointee {
+            let type = MessageTypeInfo(message)
+            if type.isQuery == true {
+                // One that does not parse or has no key is not held: it goes out now.
+                if holdWithoutRendering(dnstap, message, type, frame: frame, receivedAtMicros: receivedAtMicros) { return }
+            } else if type.isQuery == false, let key = TransactionKey(dnstap: dnstap, isQuery: false, scratch: &keyScratch) {
+                // Taken before it is written: joined, it leaves out its `response_timestamp`, which
+                // is its `timestamp` again.
                 role = .answered(transactions.take(key))
             }
         }
@@ -88,25 +86,21 @@ public struct DnstapEventEncoder {
     }
 
     /// A query of `-transactions` held as its frame (`HeldQuery`), or left out by a filter, without
-    /// rendering its event; false when it is not one to hold (a response, no DNS message, one that
-    /// does not parse, no question): the caller writes it. The filter judges it on the same facts
-    /// as a rendered one's.
+    /// rendering its event; false when it is not one to hold (no DNS message, one that does not
+    /// parse, no question): the caller writes it. The filter judges it on the same facts as a
+    /// rendered one's.
     private mutating func holdWithoutRendering(
-        _ dnstap: UnsafePointer<Dnstap__Dnstap>, frame: ByteBuffer, receivedAtMicros: Int64
+        _ dnstap: UnsafePointer<Dnstap__Dnstap>, _ message: Dnstap__Message, _ type: MessageTypeInfo, frame: ByteBuffer,
+        receivedAtMicros: Int64
     ) -> Bool {
-        guard let message = dnstap.pointee.message?.pointee, message.has_query_message != 0 else { return false }
-        let type = MessageTypeInfo(message)
-        guard type.isQuery == true, let key = TransactionKey(dnstap: dnstap, isQuery: true, scratch: &keyScratch) else {
+        guard message.has_query_message != 0, let key = TransactionKey(dnstap: dnstap, isQuery: true, scratch: &keyScratch) else {
             return false
         }
-        let dns = DNSMessage(parsing: message.query_message.bytes, names: &names)
-        guard dns.parseError == nil else { return false }
         var facts = EventFacts()
         facts.typeName = type.name
         facts.isQuery = true
-        facts.dnsParsed = true
-        facts.questionName = dns.question?.name
-        if dns.isResponse { facts.rcode = UInt32(dns.rcode) }
+        facts.note(DNSMessage(parsing: message.query_message.bytes, names: &names))
+        guard facts.dnsParsed else { return false }
         let time = DnstapEventFields.queryEventTime(message, receivedAtMicros: receivedAtMicros)
         let verdict = filter.map { EventFilter.verdict(facts, settings: $0.settings, drop: $0.drop, keep: $0.keep) } ?? .keep
         // Held whatever sampling says (its response decides); left out by another filter, not held.
@@ -159,8 +153,6 @@ public struct DnstapEventEncoder {
             writer.truncate(to: start)
             for (released, why) in transactions!.hold(key.compacted(), held) { writeReleased(released, why) }
             return
-        case .response(let key):
-            join(transactions!.take(key), verdict: verdict, facts: facts, time: time)
         case .answered(let query):
             join(query, verdict: verdict, facts: facts, time: time)
         }
@@ -237,7 +229,7 @@ public struct DnstapEventEncoder {
         if transactions != nil, let isQuery = facts.isQuery,
            let key = TransactionKey(powerDNS: message, isQuery: isQuery, scratch: &keyScratch)
         {
-            role = isQuery ? .query(key) : .response(key)
+            role = isQuery ? .query(key) : .answered(transactions!.take(key))
         }
         finish(start: start, time: time, facts: facts, role: role)
     }

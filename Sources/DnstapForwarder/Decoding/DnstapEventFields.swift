@@ -81,11 +81,7 @@ enum DnstapEventFields {
             let probe = messageType?.feedsResolutionMap == true && fields.has_response_message != 0 ? recent?.probe(wire) : nil
             let dns = DNSMessage(parsing: wire, names: &names)
             DNSEventFields.write(dns, size: wire.count, into: json)
-            facts.questionName = dns.question?.name
-            facts.dnsParsed = dns.parseError == nil
-            if dns.isResponse, dns.parseError.map({ if case .tooShort = $0 { return false } else { return true } }) ?? true {
-                facts.rcode = UInt32(dns.rcode)
-            }
+            facts.note(dns)
             if let recent, let probe {
                 let seenAt = responseTime ?? receivedAtMicros
                 if !recent.seenBefore(probe, second: seenAt / 1_000_000) {

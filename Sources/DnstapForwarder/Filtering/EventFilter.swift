@@ -61,6 +61,15 @@ struct EventFacts {
     /// query's time).
     var wroteQueryTime = false
     var wroteDuration = false
+
+    /// What the filter and the join learn from the event's DNS message.
+    mutating func note(_ dns: DNSMessage) {
+        questionName = dns.question?.name
+        dnsParsed = dns.parseError == nil
+        if dns.isResponse, dns.parseError.map({ if case .tooShort = $0 { return false } else { return true } }) ?? true {
+            rcode = UInt32(dns.rcode)
+        }
+    }
 }
 
 /// The filter's decision for one event.

@@ -174,11 +174,6 @@ struct HeldQuery: Sendable {
         for query in queries { encoder.appendUnanswered(query) }
         return encoder.takeEvents()
     }
-
-    /// The query's own event, marked `"unanswered": true` (tests).
-    func unansweredEvent(allocator: ByteBufferAllocator) -> ForwardedEvent? {
-        Self.unansweredEvents([self], allocator: allocator).first
-    }
 }
 
 /// The pending queries of every connection (a response may come on another connection from the
