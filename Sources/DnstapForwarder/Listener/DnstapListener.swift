@@ -68,6 +68,8 @@ public final class DnstapListener: Service {
     private let namesSignals = Locked<UnixSignalsSequence?>(nil)
     /// `-transactions`: the queries waiting for their responses, shared by every connection; nil: off.
     public let transactions: TransactionTable?
+    /// The encoders the connections borrow for each read.
+    private let encoders: EncoderPool
 
     public init(
         settings: Settings, registry: ConnectionRegistry, buffer: EventBuffer, statistics: ForwarderStatistics,
@@ -84,6 +86,7 @@ public final class DnstapListener: Service {
         self.buffer = buffer
         self.statistics = statistics
         self.resolutionMap = resolutionMap
+        self.encoders = EncoderPool(resolutionMap: resolutionMap)
         self.shutdown = shutdown
         self.group = group
         self.logger = logger
@@ -220,6 +223,10 @@ public final class DnstapListener: Service {
         return servers
     }
 
+    /// Socket reads a connection makes each time it is readable, and the largest of them.
+    static let readsPerCycle: UInt = 2
+    static let largestRead = 64 * 1024
+
     private func bind(_ address: ListenAddress) async throws -> NIOAsyncChannel<Accepted, Never> {
         let statistics = statistics
         let reserve = reserve
@@ -230,8 +237,17 @@ public final class DnstapListener: Service {
             }
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.maxMessagesPerRead, value: 16)
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 8192, maximum: 262_144))
+            // A channel keeps up to `maxMessagesPerRead` of its receive buffers for reuse, each of up to
+            // the allocator's largest size, for as long as it is open, idle or not: 16 reads of up to
+            // 256 KiB let a connection that had once taken a burst keep 0.5-4 MiB (200 such
+            // connections: 1.6 MiB each). Two of up to 64 KiB bound that to 128 KiB, and measured the
+            // same CPU a message on the benchmark (README, "Performance"). For TLS it also bounds
+            // what swift-nio-ssl hands on in one read cycle (it decrypts a cycle's reads into one
+            // buffer, and the connection queues up to 8 of those).
+            .childChannelOption(.maxMessagesPerRead, value: Self.readsPerCycle)
+            .childChannelOption(
+                .recvAllocator,
+                value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 8192, maximum: Self.largestRead))
         switch address {
         case .unix(let path):
             let server = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
@@ -241,11 +257,7 @@ public final class DnstapListener: Service {
             return server
         case .tcp(let host, let port):
             let transport: ConnectionTransport = tls == nil ? .tcp : .tls
-            // swift-nio-ssl hands on what it decrypted in one read cycle as one buffer, and the
-            // connection queues up to 8 of them: 16 reads a cycle would let one TLS connection
-            // hold tens of MiB under load. Two keep it near a plain connection's.
             return try await bootstrap
-                .childChannelOption(.maxMessagesPerRead, value: UInt(tls == nil ? 16 : 2))
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .bind(host: host, port: port) { channel in
                     self.initializeChild(channel, transport: transport)
@@ -412,7 +424,7 @@ public final class DnstapListener: Service {
         var session = session
         let lanes = EventEncodingLanes(
             format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, filter: filter,
-            transactions: transactions, logger: logger)
+            transactions: transactions, pool: encoders, logger: logger)
         var end: (reason: CloseReason, detail: String?) = (.peerClosed, nil)
         var settled = false
         // The sender's series in /metrics, found once the sender is known (a TLS one at its handshake).

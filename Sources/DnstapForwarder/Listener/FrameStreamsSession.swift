@@ -23,7 +23,7 @@ protocol ConnectionSession {
 struct FrameStreamsSession: ConnectionSession {
     typealias Outcome = SessionOutcome
 
-    private var processor: NIOSingleStepByteToMessageProcessor<FrameStreamsDecoder>
+    private var processor: StreamSplitter<FrameStreamsDecoder>
     private(set) var machine = FrameStreamsStateMachine()
     private let record: ConnectionRecord
     private let statistics: ForwarderStatistics
@@ -31,7 +31,7 @@ struct FrameStreamsSession: ConnectionSession {
     private var logger: Logger
 
     init(record: ConnectionRecord, maxFrameSize: Int, statistics: ForwarderStatistics, logger: Logger) {
-        self.processor = NIOSingleStepByteToMessageProcessor(FrameStreamsDecoder(maxFrameLength: maxFrameSize))
+        self.processor = StreamSplitter(FrameStreamsDecoder(maxFrameLength: maxFrameSize))
         self.record = record
         self.statistics = statistics
         self.logger = logger
@@ -62,7 +62,7 @@ struct FrameStreamsSession: ConnectionSession {
     /// Runs the decoder over what `feed` gives it, handling frames until the stream ends.
     private mutating func decodeFrames(
         bytes: Int, errorReason: CloseReason,
-        _ feed: (NIOSingleStepByteToMessageProcessor<FrameStreamsDecoder>, (FrameStreamsFrame) throws -> Void) throws -> Void
+        _ feed: (StreamSplitter<FrameStreamsDecoder>, (FrameStreamsFrame) throws -> Void) throws -> Void
     ) -> Outcome {
         var outcome = Outcome()
         var sawFrame = false

@@ -48,12 +48,12 @@ enum PowerDNSStreamError: Error, Equatable, CustomStringConvertible {
 /// The protocol side of one PowerDNS protobuf connection, with no I/O, like `FrameStreamsSession`:
 /// reads in; the messages and an end out. Nothing is ever written back.
 struct PowerDNSSession: ConnectionSession {
-    private var processor: NIOSingleStepByteToMessageProcessor<PowerDNSFrameDecoder>
+    private var processor: StreamSplitter<PowerDNSFrameDecoder>
     private let record: ConnectionRecord
     private let statistics: ForwarderStatistics
 
     init(record: ConnectionRecord, maxFrameSize: Int, statistics: ForwarderStatistics) {
-        processor = NIOSingleStepByteToMessageProcessor(PowerDNSFrameDecoder(maxLength: min(maxFrameSize, Int(UInt16.max))))
+        processor = StreamSplitter(PowerDNSFrameDecoder(maxLength: min(maxFrameSize, Int(UInt16.max))))
         self.record = record
         self.statistics = statistics
     }
@@ -72,7 +72,7 @@ struct PowerDNSSession: ConnectionSession {
     }
 
     private mutating func split(
-        bytes: Int, _ feed: (NIOSingleStepByteToMessageProcessor<PowerDNSFrameDecoder>, (ByteBuffer) throws -> Void) throws -> Void
+        bytes: Int, _ feed: (StreamSplitter<PowerDNSFrameDecoder>, (ByteBuffer) throws -> Void) throws -> Void
     ) -> SessionOutcome {
         var outcome = SessionOutcome()
         do {
