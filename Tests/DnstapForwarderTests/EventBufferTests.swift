@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOPosix
 import Testing
@@ -105,5 +106,43 @@ struct RateLimitedLogTests {
         let results = (0..<5).map { _ in limiter.shouldLog(now: start) }
         #expect(results == [0, 0, 0, nil, nil])
         #expect(limiter.shouldLog(now: start + .seconds(2)) == 2)
+    }
+}
+
+@Suite("stdout sink")
+struct JSONLinesSinkTests {
+    static func pipeSize(_ fd: CInt) -> CInt { fcntl(fd, 1032) }  // F_GETPIPE_SZ
+
+    @Test("a pipe as the output gets a 1 MiB buffer, and its lines arrive whole; a file is left as it is")
+    func widensAPipe() async throws {
+        var ends: [CInt] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        defer { close(ends[0]) }
+        #expect(Self.pipeSize(ends[1]) < JSONLinesSink.pipeBufferBytes, "Linux's default is 64 KiB")
+        let sink = JSONLinesSink(fileDescriptor: ends[1], eventLoop: MultiThreadedEventLoopGroup.singleton.next())
+        // Required: otherwise the write below would wait for a reader that never comes.
+        try #require(Self.pipeSize(ends[1]) == JSONLinesSink.pipeBufferBytes)
+        // 1,000 lines of 700 bytes: more than the default buffer, less than the new one; the write
+        // returns without a reader.
+        let line = ByteBuffer(string: "{\"a\":\"" + String(repeating: "x", count: 692) + "\"}")
+        let result = try await sink.write(Array(repeating: ForwardedEvent(json: line, timeMicros: 0), count: 1_000))
+        #expect(result.delivered == 1_000)
+        await sink.shutdown()
+        close(ends[1])
+        var read = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = Glibc.read(ends[0], &chunk, chunk.count)
+            if count <= 0 { break }
+            read += chunk[..<count]
+        }
+        #expect(read.count == 1_000 * 701)
+        #expect(read.split(separator: UInt8(ascii: "\n")).allSatisfy { $0.count == 700 })
+
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sink-\(UUID().uuidString)").path
+        let file = open(path, O_CREAT | O_WRONLY, 0o600)
+        defer { close(file); unlink(path) }
+        JSONLinesSink.widenPipe(file)
+        #expect(Self.pipeSize(file) == -1, "not a pipe: no pipe size")
     }
 }
