@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
-# Throughput and peak memory of dnstap-forwarder, side by side with the reference peers, on the
-# same replay in the same run:
-#   fstrm_capture -w /dev/null   libfstrm's receiver: stores frames without decoding (the I/O ceiling)
-#   dnstap -u SOCK -j            golang-dnstap decoding to JSON (the usual collector)
-#   dnstap-forwarder             decoding to JSON lines on stdout (> /dev/null), resolution map on
-#   dnstap-forwarder (map off)   the same with -resolution-map-size 0: what the map costs
-#   forwarder-tcp                the same over TCP (fstrm_replay -a/-p) instead of the unix socket
+# CPU per message, throughput and peak memory of dnstap-forwarder, side by side with the reference
+# peers, on the same replay in the same run. Every receiver writes JSON lines to a pipe (counted by
+# wc, which is not counted) or, for fstrm_capture, frames to /dev/null:
+#   fstrm_capture -w /dev/null   libfstrm's receiver: stores frames without decoding (the I/O floor),
+#                                on the unix socket and on TCP (fstrm_capture-tcp)
+#   dnstap -u SOCK -j            golang-dnstap decoding to JSON (the usual collector); -tcp: dnstap -l
+#   dnstap-forwarder             JSON lines on the unix socket, resolution map on
+#   map-off                      the same with -resolution-map-size 0: what the map costs
+#   forwarder-tcp                the same over TCP (fstrm_replay -a/-p)
 #   forwarder-tls                over TCP with mutual TLS: fstrm_replay → stunnel4 (client mode, the
 #                                README's recipe, its CPU not counted) → the forwarder's TLS listener
+#   forwarder-16                 16 fstrm_replay at once on the unix socket, each sending 1/16 of the
+#                                capture (scripts/bench/split-capture.py): many connections
 #   transactions                 dnstap-forwarder with -transactions (one event per query and its
-#                                response); it and dnstap-forwarder write their JSON lines to a file,
-#                                whose events and bytes are printed side by side
-# The sender is libfstrm's fstrm_replay, which waits for FINISH, so sender time = intake time.
+#                                response); its events and bytes are printed next to plain's
+# The headline is CPU (user + system, from time(1): the whole run, drain included) per message;
+# each receiver's line also has the rate (the replay's messages over the sender's time: fstrm_replay
+# waits for FINISH, so sender time = intake time), peak RSS, the sender's CPU per message, and the
+# events that came out. Ratios are taken within each run, then their median.
 # Then: the event encoder's cost per message alone (encoder-bench: one thread, no I/O); resident
-# memory with 500 idle connections open, before/while/after a replay; the resolution map's memory
-# per entry; HEC throughput and memory with HEC stalled.
+# memory with 500 idle connections open, and with 200 connections that have each taken a burst of
+# 3,000 frames and gone idle; the resolution map's memory per entry; HEC throughput, and memory
+# with HEC stalled.
 #
 #   usage: scripts/bench.sh [--runs N] [--repeat R] [--capture FILE]
 #   (defaults: 3 runs, the capture sent 2 times per run; the capture is made once with a real
@@ -69,65 +76,90 @@ tunnel_pid=
 # wait_port PORT: until something listens on 127.0.0.1:PORT.
 wait_port() { for _ in $(seq 200); do ss -Hltn "sport = :$1" | grep -q . && return; sleep 0.05; done; }
 
-# run_once NAME: start the receiver on $work/s.sock, replay, stop it; prints "msgs_per_s peak_kib
-# receiver_cpu sender_cpu", CPU (user + system) in microseconds a message.
+# run_once NAME: start the receiver on $work/s.sock (or a TCP port), replay, stop it; prints
+# "msgs_per_s peak_kib receiver_cpu sender_cpu events", CPU (user + system) in microseconds a message.
 run_once() {
-  local name=$1 sock=$work/s.sock; rm -f "$sock"
+  local name=$1 sock=$work/s.sock; rm -f "$sock" "$work/wc"
+  local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  local timed=(/usr/bin/time -f "%M %U %S" -o "$work/rss") target=(-u "$sock")
+  # The capture's responses carry the time it was made: a year-long TTL floor keeps them mapping
+  # (instead of being skipped as expired), so the map does its full work on every response.
+  local ttl=(-resolution-ttl-min 8760h -resolution-ttl-max 8760h)
   case $name in
-    fstrm_capture) /usr/bin/time -f "%M %U %S" -o "$work/rss" fstrm_capture -t protobuf:dnstap.Dnstap -u "$sock" -w /dev/null 2>/dev/null & ;;
-    golang-dnstap) /usr/bin/time -f "%M %U %S" -o "$work/rss" dnstap -u "$sock" -j >/dev/null 2>/dev/null & ;;
-    # The capture's responses carry the time it was made: a year-long TTL floor keeps them mapping
-    # (instead of being skipped as expired), so the map does its full work on every response.
-    dnstap-forwarder|transactions)
+    fstrm_capture) "${timed[@]}" fstrm_capture -t protobuf:dnstap.Dnstap -u "$sock" -w /dev/null 2>/dev/null & ;;
+    fstrm_capture-tcp)
+      "${timed[@]}" fstrm_capture -t protobuf:dnstap.Dnstap -a 127.0.0.1 -p "$port" -w /dev/null 2>/dev/null &
+      target=(-a 127.0.0.1 -p "$port") ;;
+    golang-dnstap) "${timed[@]}" dnstap -u "$sock" -j 2>/dev/null > >(wc -l > "$work/wc") & ;;
+    golang-dnstap-tcp)
+      "${timed[@]}" dnstap -l "127.0.0.1:$port" -j 2>/dev/null > >(wc -l > "$work/wc") &
+      target=(-a 127.0.0.1 -p "$port") ;;
+    dnstap-forwarder|transactions|forwarder-16)
       local join=(); [ "$name" = transactions ] && join=(-transactions)
-      /usr/bin/time -f "%M %U %S" -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" "${join[@]}" \
-      -resolution-ttl-min 8760h -resolution-ttl-max 8760h >"$work/out.$name" 2>"$work/fwd.log" & ;;
-    map-off) /usr/bin/time -f "%M %U %S" -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" -resolution-map-size 0 >/dev/null 2>"$work/fwd.log" & ;;
+      "${timed[@]}" "$forwarder" "${fwd[@]}" -unix-socket "$sock" "${join[@]}" "${ttl[@]}" \
+        2>"$work/fwd.log" > >(wc -lc > "$work/wc") & ;;
+    map-off)
+      "${timed[@]}" "$forwarder" "${fwd[@]}" -unix-socket "$sock" -resolution-map-size 0 2>"$work/fwd.log" > >(wc -lc > "$work/wc") & ;;
     forwarder-tcp|forwarder-tls)
-      local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
       local secure=()
       [ "$name" = forwarder-tls ] && secure=(-tls-cert-file "$tls/server.crt" -tls-key-file "$tls/server.key" -tls-client-ca-file "$tls/ca.crt")
-      /usr/bin/time -f "%M %U %S" -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "" -tcp-listen "127.0.0.1:$port" "${secure[@]}" \
-        -resolution-ttl-min 8760h -resolution-ttl-max 8760h >/dev/null 2>"$work/fwd.log" & ;;
+      "${timed[@]}" "$forwarder" "${fwd[@]}" -unix-socket "" -tcp-listen "127.0.0.1:$port" "${secure[@]}" "${ttl[@]}" \
+        2>"$work/fwd.log" > >(wc -lc > "$work/wc") &
+      [ "$name" = forwarder-tcp ] && target=(-a 127.0.0.1 -p "$port") ;;
   esac
   receiver_pid=$!
-  local target=(-u "$sock")
   case $name in
-    forwarder-tcp) wait_port "$port"; target=(-a 127.0.0.1 -p "$port") ;;
-    forwarder-tls)
-      wait_port "$port"
-      printf 'foreground = yes\npid =\n[dnstap]\nclient = yes\naccept = %s\nconnect = 127.0.0.1:%s\ncert = %s\nkey = %s\nCAfile = %s\nverifyChain = yes\ncheckHost = bench-forwarder\n' \
-        "$sock" "$port" "$tls/sender.crt" "$tls/sender.key" "$tls/ca.crt" > "$work/stunnel.conf"
-      stunnel4 "$work/stunnel.conf" 2>"$work/stunnel.log" & tunnel_pid=$!
-      for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done ;;
+    *-tcp|forwarder-tls) wait_port "$port" ;;
     *) for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done ;;
   esac
+  if [ "$name" = forwarder-tls ]; then
+    printf 'foreground = yes\npid =\n[dnstap]\nclient = yes\naccept = %s\nconnect = 127.0.0.1:%s\ncert = %s\nkey = %s\nCAfile = %s\nverifyChain = yes\ncheckHost = bench-forwarder\n' \
+      "$sock" "$port" "$tls/sender.crt" "$tls/sender.key" "$tls/ca.crt" > "$work/stunnel.conf"
+    stunnel4 "$work/stunnel.conf" 2>"$work/stunnel.log" & tunnel_pid=$!
+    for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
+  fi
   local t0 t1; t0=$(date +%s.%N)
-  /usr/bin/time -f "%U %S" -o "$work/sender" fstrm_replay -t protobuf:dnstap.Dnstap "${target[@]}" "${replay_args[@]}"
+  if [ "$name" = forwarder-16 ]; then
+    local senders=() part
+    for part in $(seq 0 15); do
+      local part_args=(); for _ in $(seq "$repeat"); do part_args+=(-r "$work/part.$part.fstrm"); done
+      /usr/bin/time -f "%U %S" -o "$work/sender.$part" fstrm_replay -t protobuf:dnstap.Dnstap "${target[@]}" "${part_args[@]}" &
+      senders+=($!)
+    done
+    wait "${senders[@]}"
+    for part in $(seq 0 15); do tail -1 "$work/sender.$part"; done | awk '{ u += $1; s += $2 } END { print u, s }' > "$work/sender"
+  else
+    /usr/bin/time -f "%U %S" -o "$work/sender" fstrm_replay -t protobuf:dnstap.Dnstap "${target[@]}" "${replay_args[@]}"
+  fi
   t1=$(date +%s.%N)
   if [ -n "$tunnel_pid" ]; then kill "$tunnel_pid" 2>/dev/null; wait "$tunnel_pid" 2>/dev/null || true; tunnel_pid=; fi
-  # SIGINT to time(1)'s child: the receiver. (golang-dnstap and fstrm_capture stop on SIGINT.)
-  pkill -INT -P "$receiver_pid" 2>/dev/null || true
+  # SIGINT to time(1)'s child that is the receiver (the pipe's wc is one too). golang-dnstap and
+  # fstrm_capture stop on SIGINT.
+  local command=$forwarder
+  case $name in fstrm_capture*) command=fstrm_capture ;; golang-dnstap*) command=dnstap ;; esac
+  pkill -INT -P "$receiver_pid" -f "^$command " 2>/dev/null || true
   wait "$receiver_pid" 2>/dev/null || true; receiver_pid=
-  # The events and bytes written.
-  if [ "$name" = dnstap-forwarder ] || [ "$name" = transactions ]; then
-    wc -lc < "$work/out.$name" >> "$work/volume.$name"
-    rm -f "$work/out.$name"
+  # The pipe's reader has the count once the receiver has exited.
+  local events=-
+  if [ "${name#fstrm_capture}" = "$name" ]; then
+    for _ in $(seq 100); do [ -s "$work/wc" ] && break; sleep 0.05; done
+    events=$(awk '{ print $1 }' "$work/wc")
+    [ "$name" = dnstap-forwarder ] || [ "$name" = transactions ] && cat "$work/wc" >> "$work/volume.$name"
   fi
-  awk -v n="$messages" -v a="$t0" -v b="$t1" -v r="$(tail -1 "$work/rss")" -v s="$(tail -1 "$work/sender")" \
-    'BEGIN { split(r, x, " "); split(s, y, " "); printf "%.0f %d %.2f %.2f\n", n / (b - a), x[1], (x[2] + x[3]) * 1e6 / n, (y[1] + y[2]) * 1e6 / n }'
+  awk -v n="$messages" -v a="$t0" -v b="$t1" -v r="$(tail -1 "$work/rss")" -v s="$(tail -1 "$work/sender")" -v e="$events" \
+    'BEGIN { split(r, x, " "); split(s, y, " "); printf "%.0f %d %.2f %.2f %s\n", n / (b - a), x[1], (x[2] + x[3]) * 1e6 / n, (y[1] + y[2]) * 1e6 / n, e }'
 }
 
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 echo "capture: $capture, $messages messages per run ($repeat x), $runs runs, $(nproc) cores"
-# CPU: user + system microseconds a message (medians), the receiver's and the sender's (fstrm_replay).
-printf '%-18s %36s %10s %14s %10s %10s\n' receiver "msgs/s (each run)" median "peak RSS MiB" "CPU us/msg" "sender"
+python3 scripts/bench/split-capture.py "$capture" 16 "$work/part" >/dev/null
+# Medians of the runs; CPU: user + system microseconds a message, the receiver's and the senders'.
+printf '%-18s %10s %36s %10s %14s %10s %10s\n' receiver "CPU us/msg" "msgs/s (each run)" median "peak RSS MiB" "sender" "events"
 # Interleaved: each run sends the replay to every receiver in turn, so that the ratios compare
-# receivers measured minutes apart at most (this VM's speed drifts), and the map's cost is the
-# median of adjacent on/off pairs.
-receivers=(fstrm_capture golang-dnstap dnstap-forwarder map-off forwarder-tcp forwarder-tls transactions)
+# receivers measured minutes apart at most (this VM's speed drifts).
+receivers=(fstrm_capture golang-dnstap dnstap-forwarder map-off fstrm_capture-tcp golang-dnstap-tcp forwarder-tcp forwarder-tls forwarder-16 transactions)
 declare -A results
 for _ in $(seq "$runs"); do
   for name in "${receivers[@]}"; do results[$name]+="$(run_once "$name")"$'\n'; done
@@ -137,21 +169,25 @@ for name in "${receivers[@]}"; do
   rss=$(printf '%s' "${results[$name]}" | awk '{print $2}' | sort -n | tail -1)
   cpu=$(printf '%s' "${results[$name]}" | awk '{print $3}' | median)
   sender=$(printf '%s' "${results[$name]}" | awk '{print $4}' | median)
-  printf '%-18s %36s %10s %14s %10s %10s\n' "$name" "$(echo "$rates" | paste -sd,)" "$(echo "$rates" | median)" "$(mib "$rss")" "$cpu" "$sender"
+  events=$(printf '%s' "${results[$name]}" | awk '{print $5}' | sort -u | paste -sd/)
+  printf '%-18s %10s %36s %10s %14s %10s %10s\n' "$name" "$cpu" "$(echo "$rates" | paste -sd,)" "$(echo "$rates" | median)" "$(mib "$rss")" "$sender" "$events"
 done
-# Per-run ratios (same run), then their medians.
-ratios() { paste <(printf '%s' "${results[$1]}" | awk '{print $1}') <(printf '%s' "${results[$2]}" | awk '{print $1}') | awk '{ printf "%.2f\n", $1 / $2 }'; }
-for pair in "dnstap-forwarder golang-dnstap" "dnstap-forwarder fstrm_capture" "dnstap-forwarder map-off"; do
-  set -- $pair
-  each=$(ratios "$1" "$2")
-  printf '%s / %s: each run %s, median %s\n' "$1" "$2" "$(echo "$each" | paste -sd' ')" "$(echo "$each" | median)"
-done
-# CPU a message, per-run ratios: what TCP and TLS cost next to the unix socket, and the peers.
+# CPU a message, per-run ratios (same run), then their medians: next to the I/O floor and
+# golang-dnstap on each transport, and what each feature costs next to plain.
 cpu_ratios() { paste <(printf '%s' "${results[$1]}" | awk '{print $3}') <(printf '%s' "${results[$2]}" | awk '{print $3}') | awk '{ printf "%.2f\n", $1 / $2 }'; }
-for pair in "dnstap-forwarder fstrm_capture" "dnstap-forwarder golang-dnstap" "forwarder-tcp dnstap-forwarder" "forwarder-tls forwarder-tcp" "transactions dnstap-forwarder"; do
+for pair in "dnstap-forwarder fstrm_capture" "dnstap-forwarder golang-dnstap" "forwarder-tcp fstrm_capture-tcp" \
+  "forwarder-tcp golang-dnstap-tcp" "forwarder-tcp dnstap-forwarder" "forwarder-tls forwarder-tcp" "transactions dnstap-forwarder" \
+  "forwarder-16 dnstap-forwarder" "dnstap-forwarder map-off"; do
   set -- $pair
   each=$(cpu_ratios "$1" "$2")
   printf 'CPU/msg %s / %s: each run %s, median %s\n' "$1" "$2" "$(echo "$each" | paste -sd' ')" "$(echo "$each" | median)"
+done
+# Rates (messages/s), per-run ratios.
+ratios() { paste <(printf '%s' "${results[$1]}" | awk '{print $1}') <(printf '%s' "${results[$2]}" | awk '{print $1}') | awk '{ printf "%.2f\n", $1 / $2 }'; }
+for pair in "dnstap-forwarder golang-dnstap" "dnstap-forwarder fstrm_capture"; do
+  set -- $pair
+  each=$(ratios "$1" "$2")
+  printf 'rate %s / %s: each run %s, median %s\n' "$1" "$2" "$(echo "$each" | paste -sd' ')" "$(echo "$each" | median)"
 done
 # -transactions: what it writes next to one event per message (medians of the runs' counts).
 volume() { awk -v f="$2" '{ print $f }' "$work/volume.$1" | median; }
@@ -162,36 +198,62 @@ awk -v pe="$(volume dnstap-forwarder 1)" -v pb="$(volume dnstap-forwarder 2)" -v
 "$encoder_bench" "$capture" --pending
 "$map_bench" --entries 1000000
 
-# Memory with 500 connections open: idle handshaken connections, then a replay on top.
+# Memory a connection: 500 idle handshaken connections (then a replay on top), and 200 connections
+# that have each taken a burst of 3,000 frames (one after the other) and gone idle.
+# hold COUNT BURST FLAG: opens COUNT connections, each sending BURST frames of the capture after
+# its handshake, touches FLAG once all are open, and keeps them open until FLAG is removed.
+hold() {
+  python3 - "$sock" "$1" "$2" "$3" "$capture" <<'PY' &
+import os, socket, struct, sys, time
+path, count, burst, flag, capture = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+CT = b"protobuf:dnstap.Dnstap"
+def control(kind):
+    body = struct.pack(">III", kind, 1, len(CT)) + CT
+    return struct.pack(">II", 0, len(body)) + body
+frames, data, offset = [], open(capture, "rb").read() if burst else b"", 0
+while offset + 4 <= len(data) and len(frames) < burst:
+    (length,) = struct.unpack_from(">I", data, offset)
+    if length == 0:
+        offset += 8 + struct.unpack_from(">I", data, offset + 4)[0]
+    else:
+        frames.append(data[offset:offset + 4 + length]); offset += 4 + length
+payload = b"".join(frames)
+held = []
+for _ in range(count):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(path)
+    s.sendall(control(4)); s.recv(64); s.sendall(control(2) + payload); held.append(s)
+    if burst: time.sleep(0.05)  # one burst at a time: what a connection keeps, not a peak of all
+time.sleep(1 if burst else 0)
+open(flag, "w").close()
+while os.path.exists(flag):
+    time.sleep(0.1)
+PY
+  holder=$!
+  for _ in $(seq 600); do [ -e "$3" ] && break; sleep 0.1; done
+}
+per_connection() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.1f", (b - a) / n }'; }
 sock=$work/m.sock; rm -f "$sock"
 "$forwarder" "${fwd[@]}" -unix-socket "$sock" -max-connections 600 >/dev/null 2>"$work/mem.log" &
 receiver_pid=$!
 for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
 rss() { awk '/VmRSS/ { print $2 }' "/proc/$receiver_pid/status"; }
 before=$(rss)
-python3 - "$sock" 500 "$work/hold" <<'PY' &
-import os, socket, struct, sys, time
-path, count, flag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-CT = b"protobuf:dnstap.Dnstap"
-def control(kind):
-    body = struct.pack(">III", kind, 1, len(CT)) + CT
-    return struct.pack(">II", 0, len(body)) + body
-held = []
-for _ in range(count):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(path)
-    s.sendall(control(4)); s.recv(64); s.sendall(control(2)); held.append(s)
-open(flag, "w").close()
-while os.path.exists(flag):
-    time.sleep(0.1)
-PY
-holder=$!
-for _ in $(seq 300); do [ -e "$work/hold" ] && break; sleep 0.1; done
+hold 500 0 "$work/hold"
 open500=$(rss)
 fstrm_replay -t protobuf:dnstap.Dnstap -u "$sock" "${replay_args[@]}"
 after_replay=$(rss)
 rm -f "$work/hold"; wait "$holder" 2>/dev/null || true
 kill -TERM "$receiver_pid"; wait "$receiver_pid" 2>/dev/null || true; receiver_pid=
-echo "RSS MiB: idle $(mib "$before"), with 500 connections open $(mib "$open500"), after a replay on top $(mib "$after_replay")"
+echo "RSS MiB: idle $(mib "$before"), with 500 connections open $(mib "$open500") ($(per_connection "$before" "$open500" 500) KiB a connection), after a replay on top $(mib "$after_replay")"
+"$forwarder" "${fwd[@]}" -unix-socket "$sock" -max-connections 600 >/dev/null 2>"$work/mem.log" &
+receiver_pid=$!
+for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
+before=$(rss)
+hold 200 3000 "$work/hold"
+bursts=$(rss)
+rm -f "$work/hold"; wait "$holder" 2>/dev/null || true
+kill -TERM "$receiver_pid"; wait "$receiver_pid" 2>/dev/null || true; receiver_pid=
+echo "RSS MiB: idle $(mib "$before"), 200 connections idle after a burst of 3,000 frames each $(mib "$bursts") ($(per_connection "$before" "$bursts" 200) KiB a connection)"
 
 # Splunk HEC: the same replay into the forwarder sending to a local HEC-compatible receiver
 # (hec-bench-receiver: decompresses and counts, answers success), gzip on. The time runs from the
