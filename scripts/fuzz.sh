@@ -4,8 +4,10 @@
 #   targets: frame-streams dnstap dns-parser json-encoder resolution-map pdns transactions (default: all)
 #   FUZZ_RUNS=N in the environment: stop each target after N executions instead (no time limit).
 #   FUZZ_MAX_LEN=N: the largest input tried (default 8192 bytes).
-# Builds Sources/DnstapFuzzEntry with -sanitize=fuzzer,address on this package's code
-# into .build/fuzz, links it with libFuzzer's main, then runs each target for the given time,
+# Builds Sources/DnstapFuzzEntry with -sanitize=fuzzer,address on this package's code, in the
+# release build's own directory (the dependencies, built as usual, are the release build's: only
+# this package's modules are compiled again, about 4 minutes instead of 11 on 2 cores; a release
+# build after it compiles them back), links it with libFuzzer's main into .build/fuzz, then runs each target for the given time,
 # starting from the committed seeds in Fuzz/corpus/TARGET and the corpus grown by earlier runs
 # (.build/fuzz/corpus/TARGET). A crash, a timeout (an input taking over 10 s) or a leak stops that
 # target, leaves the input in .build/fuzz/findings/ and makes the script fail; such an input goes
@@ -22,7 +24,8 @@ build=.build/fuzz
 # `--sanitize fuzzer --sanitize address` would not do: swiftc keeps only the last -sanitize= it is
 # given, which leaves Swift code with AddressSanitizer and no coverage at all.)
 export DNSTAP_FUZZ_BUILD=1
-swift_flags=(-c release --build-path "$build")
+swift_flags=(-c release)
+mkdir -p "$build"
 
 swift build "${swift_flags[@]}" --product DnstapFuzzEntry
 bin=$(swift build "${swift_flags[@]}" --show-bin-path)
