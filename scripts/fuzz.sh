@@ -5,13 +5,14 @@
 #   FUZZ_RUNS=N in the environment: stop each target after N executions instead (no time limit).
 #   FUZZ_MAX_LEN=N: the largest input tried (default 8192 bytes).
 # Builds Sources/DnstapFuzzEntry with -sanitize=fuzzer,address on this package's code, in the
-# release build's own directory (the dependencies, built as usual, are the release build's: only
-# this package's modules are compiled again, about 4 minutes instead of 11 on 2 cores; a release
-# build after it compiles them back), links it with libFuzzer's main into .build/fuzz, then runs each target for the given time,
-# starting from the committed seeds in Fuzz/corpus/TARGET and the corpus grown by earlier runs
-# (.build/fuzz/corpus/TARGET). A crash, a timeout (an input taking over 10 s) or a leak stops that
-# target, leaves the input in .build/fuzz/findings/ and makes the script fail; such an input goes
-# into Fuzz/findings/TARGET/, which the unit tests replay, before the fix.
+# release build's own directory (the C dependencies, BoringSSL's above all, are the release
+# build's; the Swift modules are compiled again: CI's fuzz stage went from 703 to 502 s; a release
+# build after it compiles the package's modules back, about a minute), links it with libFuzzer's
+# main into .build/fuzz, then runs each target for the given time, starting from the committed
+# seeds in Fuzz/corpus/TARGET and the corpus grown by earlier runs (.build/fuzz/corpus/TARGET).
+# A crash, a timeout (an input taking over 10 s) or a leak stops that target, leaves the input in
+# .build/fuzz/findings/ and makes the script fail; such an input goes into Fuzz/findings/TARGET/,
+# which the unit tests replay, before the fix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
