@@ -20,9 +20,6 @@ final class StreamSplitter<Decoder: NIOSingleStepByteToMessageDecoder> {
         self.decoder = decoder
     }
 
-    /// Bytes of a message not yet whole, kept for the next read.
-    var unprocessedBytes: Int { carried?.readableBytes ?? 0 }
-
     /// Hands each whole message of `bytes` (after what was carried) to `receive`, in order.
     func process(buffer bytes: ByteBuffer, _ receive: (Decoder.InboundOut) throws -> Void) throws {
         var buffer: ByteBuffer
@@ -61,8 +58,6 @@ final class StreamSplitter<Decoder: NIOSingleStepByteToMessageDecoder> {
             carried = rest
             return
         }
-        var copy = ByteBufferAllocator().buffer(capacity: rest.readableBytes)
-        copy.writeImmutableBuffer(rest)
-        carried = copy
+        carried = ByteBufferAllocator().buffer(buffer: rest)
     }
 }
