@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import DnstapForwarderTesting
 import Testing
 
 @testable import DnstapForwarder
@@ -144,5 +145,72 @@ struct JSONLinesSinkTests {
         defer { close(file); unlink(path) }
         JSONLinesSink.widenPipe(file)
         #expect(Self.pipeSize(file) == -1, "not a pipe: no pipe size")
+    }
+
+    /// Everything a pipe's read end gives until its write end is closed.
+    static func drain(_ fd: CInt) -> [UInt8] {
+        var read = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = Glibc.read(fd, &chunk, chunk.count)
+            if count <= 0 { return read }
+            read += chunk[..<count]
+        }
+    }
+
+    /// The events of one read, as a connection's encoder gives them.
+    static func encodedRead(_ names: [String]) throws -> [ForwardedEvent] {
+        var encoder = DnstapEventEncoder()
+        for name in names {
+            let frame = DnstapBuilder.message(type: .clientQuery, query: DNSWireBuilder.query(name: name), responseTime: nil)
+            try encoder.append(frame: ByteBuffer(bytes: frame), receivedAtMicros: 0)
+        }
+        return encoder.takeEvents()
+    }
+
+    @Test("the events of a read are written as one vector straight from the encoder's buffer; other events each with their newline")
+    func writesReadsAsRuns() throws {
+        let first = try Self.encodedRead((0..<50).map { "a\($0).test" })
+        let second = try Self.encodedRead(["b0.test", "b1.test"])
+        let loose = [ForwardedEvent(json: ByteBuffer(string: "{\"loose\":1}"), timeMicros: 0), ForwardedEvent(json: ByteBuffer(), timeMicros: 0)]
+        // The second read's events out of order: not adjacent, so not one run.
+        let events = first + loose + [second[1], second[0]] + first.prefix(3)
+        var ends: [CInt] = [0, 0]
+        try #require(pipe(&ends) == 0)
+        defer { close(ends[0]) }
+        var vectors: [iovec] = []
+        try JSONLinesSink.writeLines(events, to: ends[1], vectors: &vectors)
+        close(ends[1])
+        let expected = events.map { String(buffer: $0.json) + "\n" }.joined()
+        #expect(String(decoding: Self.drain(ends[0]), as: UTF8.self) == expected)
+        // first: a run and its newline; loose: 2 + 1 (the empty one's newline alone); second[1],
+        // second[0]: 2 each; first's first three again: one run and its newline.
+        #expect(vectors.count == 2 + 3 + 4 + 2)
+        #expect(first.allSatisfy { !$0.json.readableBytesView.contains(UInt8(ascii: "\n")) }, "an event's json has no newline")
+    }
+
+    @Test("a write the pipe takes in pieces (non-blocking, 4 KiB) still writes every vector's bytes, in order")
+    func writesInPieces() throws {
+        var ends: [CInt] = [0, 0]
+        try #require(pipe(&ends) == 0)
+        _ = fcntl(ends[1], 1031, 4096)  // F_SETPIPE_SZ: the smallest
+        _ = fcntl(ends[1], F_SETFL, fcntl(ends[1], F_GETFL) | O_NONBLOCK)
+        let lines = (0..<3_000).map { "{\"n\":\($0),\"pad\":\"" + String(repeating: "p", count: $0 % 97) + "\"}" }
+        let events = lines.map { ForwardedEvent(json: ByteBuffer(string: $0), timeMicros: 0) }
+        // The reader on a thread of its own (a blocking read would hold a thread of the task pool).
+        let reader = ends[0]
+        let read = Locked<[UInt8]>([])
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            read.withLock { $0 = Self.drain(reader) }
+            done.signal()
+        }.start()
+        var vectors: [iovec] = []
+        try JSONLinesSink.writeLines(events, to: ends[1], vectors: &vectors)
+        close(ends[1])
+        done.wait()
+        close(ends[0])
+        #expect(vectors.count == 6_000, "each event and its newline: more than one writev's 1,024")
+        #expect(String(decoding: read.withLock { $0 }, as: UTF8.self) == lines.map { $0 + "\n" }.joined())
     }
 }

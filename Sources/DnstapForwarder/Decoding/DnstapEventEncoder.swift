@@ -2,7 +2,9 @@ import CDnstapProtobufC
 import NIOCore
 
 /// Turns dnstap frames into JSON events, appending them to one scratch buffer per read so that the
-/// events of a read share one allocation.
+/// events of a read share one allocation. Each event is followed there by a newline (not part of
+/// its `json`): a run of a read's events is then its JSON lines as they are, which the stdout sink
+/// writes without copying them (`JSONLinesSink.writeLines`).
 ///
 /// Per connection, touched by one task at a time. The field names are documented in the README
 /// ("Output schema") and are stable.
@@ -135,6 +137,7 @@ public struct DnstapEventEncoder {
         if query.sampleRate > 1 { writer.field("sample_rate", query.sampleRate) }
         writer.endObject()
         pending.append((start, writer.count, query.timeMicros))
+        writer.newline()
     }
 
     /// Ends the event begun at `start`: written, held (a query waiting for its response), joined
@@ -168,6 +171,7 @@ public struct DnstapEventEncoder {
         }
         writer.endObject()
         pending.append((start, writer.count, time))
+        writer.newline()
     }
 
     /// A response's join counted, and its query's time added to its event if that is kept.
@@ -234,7 +238,8 @@ public struct DnstapEventEncoder {
         finish(start: start, time: time, facts: facts, role: role)
     }
 
-    /// The events appended since the last call, as slices of one right-sized buffer.
+    /// The events appended since the last call, as slices of one right-sized buffer, each followed
+    /// in it by a newline.
     public mutating func takeEvents() -> [ForwardedEvent] {
         guard !pending.isEmpty else { return [] }
         var chunk = allocator.buffer(capacity: writer.count)

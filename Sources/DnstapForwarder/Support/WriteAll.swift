@@ -25,3 +25,40 @@ func writeAll(_ fd: CInt, _ bytes: UnsafeRawBufferPointer) throws {
         }
     }
 }
+
+/// Writes all the bytes of `vectors` to `fd`, however many `writev(2)` calls that takes (at most
+/// `IOV_MAX`, 1,024, vectors a call); the vectors are advanced past what was written.
+func writevAll(_ fd: CInt, _ vectors: inout [iovec]) throws {
+    let maxVectors = 1024
+    var index = 0
+    while true {
+        while index < vectors.count, vectors[index].iov_len == 0 { index += 1 }
+        guard index < vectors.count else { return }
+        let count = min(vectors.count - index, maxVectors)
+        let written = vectors.withUnsafeBufferPointer { writev(fd, $0.baseAddress! + index, CInt(count)) }
+        if written < 0 {
+            switch errno {
+            case EINTR:
+                continue
+            case EAGAIN:
+                var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                _ = poll(&poller, 1, 1000)
+                continue
+            default:
+                throw SinkError.writeFailed(errno: errno)
+            }
+        }
+        var left = written
+        while left > 0 {
+            let length = vectors[index].iov_len
+            if left >= length {
+                left -= length
+                index += 1
+            } else {
+                vectors[index].iov_base += left
+                vectors[index].iov_len = length - left
+                left = 0
+            }
+        }
+    }
+}
