@@ -70,6 +70,8 @@ public final class DnstapListener: Service {
     public let transactions: TransactionTable?
     /// The encoders the connections borrow for each read.
     private let encoders: EncoderPool
+    /// Each connection's task runs on its channel's event loop (`EventLoopTaskExecutor`).
+    private let executors: EventLoopTaskExecutors
 
     public init(
         settings: Settings, registry: ConnectionRegistry, buffer: EventBuffer, statistics: ForwarderStatistics,
@@ -89,6 +91,7 @@ public final class DnstapListener: Service {
         self.encoders = EncoderPool(resolutionMap: resolutionMap)
         self.shutdown = shutdown
         self.group = group
+        self.executors = EventLoopTaskExecutors(group: group)
         self.logger = logger
     }
 
@@ -396,7 +399,9 @@ public final class DnstapListener: Service {
             try await withThrowingDiscardingTaskGroup { group in
                 for try await accepted in inbound {
                     guard case .connection(let channel, let record) = accepted else { continue }
-                    group.addTask { await self.serve(channel, record: record) }
+                    group.addTask(executorPreference: executors.executor(for: channel.channel.eventLoop)) {
+                        await self.serve(channel, record: record)
+                    }
                 }
             }
         }

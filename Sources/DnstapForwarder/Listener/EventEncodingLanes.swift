@@ -12,9 +12,11 @@ enum InputFormat: Sendable {
 /// One connection's dnstap (or PowerDNS protobuf) → JSON encoding, on up to two cores.
 ///
 /// A read under load brings hundreds of frames. When it brings at least `splitThreshold`, the first
-/// half is encoded in a child task while the connection's own task encodes the second half; the
-/// halves are joined in order, so a connection's events keep their order. Smaller reads are
-/// encoded inline (a child task would cost more than it saves).
+/// half is encoded by a child task in the task pool (on another core) while the connection's own
+/// task, on its channel's event loop, encodes the second half; the halves are joined in order, so
+/// a connection's events keep their order. Smaller reads are encoded inline (a child task would
+/// cost more than it saves). The child is sent to the pool explicitly: it would otherwise inherit
+/// the connection task's event loop and only queue behind it there.
 ///
 /// With `-transactions` every read is encoded in order on one lane: split, a response in the second
 /// half could look for its query before the other lane had held it (on the bench capture, 0.27 % of
@@ -56,14 +58,16 @@ struct EventEncodingLanes {
             return events
         }
         let middle = frames.count / 2
-        async let first = helper.encode(frames[..<middle])
-        let second = inline.encode(frames[middle...])
-        var (events, resolutions) = await first
-        events += second.events
-        resolutions.observations += second.resolutions.observations
-        resolutions.ignored += second.resolutions.ignored
-        recordResolutions(resolutions)
-        return events
+        return await withTaskGroup(of: (events: [ForwardedEvent], resolutions: ResolutionCollector).self) { [helper] group in
+            group.addTask(executorPreference: globalConcurrentExecutor) { helper.encode(frames[..<middle]) }
+            let second = inline.encode(frames[middle...])
+            var (events, resolutions) = await group.next()!
+            events += second.events
+            resolutions.observations += second.resolutions.observations
+            resolutions.ignored += second.resolutions.ignored
+            recordResolutions(resolutions)
+            return events
+        }
     }
 
     /// Messages that did not decode since the last call.
@@ -82,7 +86,7 @@ struct EventEncodingLanes {
 /// (about 1.2 MB for a 256 KiB read of dnstap), its list of events, the protobuf arena. Held by each
 /// connection, 200 connections that had each taken a burst of 3,000 frames kept about 2 MB apiece
 /// once idle (418.8 MiB in all). Lent, the encoders in existence are those encoding at that moment
-/// (a read is encoded without suspending, so at most one a thread of the task pool) plus up to
+/// (a read is encoded without suspending, so at most one a thread: event loops and task pool) plus up to
 /// `maxIdle` kept for the next reads, whatever the number of connections.
 final class EncoderPool: Sendable {
     /// The encoders kept for reuse; more are freed when given back.
