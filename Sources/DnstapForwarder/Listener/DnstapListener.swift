@@ -227,7 +227,7 @@ public final class DnstapListener: Service {
     }
 
     /// Socket reads a connection makes each time it is readable, and the largest of them.
-    static let readsPerCycle: UInt = 2
+    static let readsPerCycle: UInt = 1
     static let largestRead = 64 * 1024
 
     private func bind(_ address: ListenAddress) async throws -> NIOAsyncChannel<Accepted, Never> {
@@ -243,7 +243,8 @@ public final class DnstapListener: Service {
             // A channel keeps up to `maxMessagesPerRead` of its receive buffers for reuse, each of up to
             // the allocator's largest size, for as long as it is open, idle or not: 16 reads of up to
             // 256 KiB let a connection that had once taken a burst keep 0.5-4 MiB (200 such
-            // connections: 1.6 MiB each). Two of up to 64 KiB bound that to 128 KiB, and measured the
+            // connections: 1.6 MiB each). One of up to 64 KiB bounds that to 64 KiB (200 connections
+            // after a burst: 93 KiB each in all, against 190 with two reads a cycle), and measured the
             // same CPU a message on the benchmark (README, "Performance"). For TLS it also bounds
             // what swift-nio-ssl hands on in one read cycle (it decrypts a cycle's reads into one
             // buffer, and the connection queues up to 8 of those).
