@@ -11,18 +11,24 @@ func writeAll(_ fd: CInt, _ bytes: UnsafeRawBufferPointer) throws {
         let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
         if written >= 0 {
             offset += written
-            continue
+        } else {
+            try waitAfterFailedWrite(fd)
         }
-        switch errno {
-        case EINTR:
-            continue
-        case EAGAIN:
-            // A descriptor someone else made non-blocking: wait until it takes more.
-            var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            _ = poll(&poller, 1, 1000)
-        default:
-            throw SinkError.writeFailed(errno: errno)
-        }
+    }
+}
+
+/// After a `write(2)` or `writev(2)` that returned -1: returns when trying again makes sense
+/// (interrupted; or a descriptor someone else made non-blocking, once it takes more), throws
+/// otherwise.
+private func waitAfterFailedWrite(_ fd: CInt) throws {
+    switch errno {
+    case EINTR:
+        return
+    case EAGAIN:
+        var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        _ = poll(&poller, 1, 1000)
+    default:
+        throw SinkError.writeFailed(errno: errno)
     }
 }
 
@@ -37,16 +43,8 @@ func writevAll(_ fd: CInt, _ vectors: inout [iovec]) throws {
         let count = min(vectors.count - index, maxVectors)
         let written = vectors.withUnsafeBufferPointer { writev(fd, $0.baseAddress! + index, CInt(count)) }
         if written < 0 {
-            switch errno {
-            case EINTR:
-                continue
-            case EAGAIN:
-                var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                _ = poll(&poller, 1, 1000)
-                continue
-            default:
-                throw SinkError.writeFailed(errno: errno)
-            }
+            try waitAfterFailedWrite(fd)
+            continue
         }
         var left = written
         while left > 0 {
