@@ -27,6 +27,8 @@ enum DnstapFuzzing {
     }
 
     /// Arbitrary bytes as a DNS message: parsed alone, then carried in a query and a response.
+    /// Differential too: the event's names (written from the wire, `DNSWireMessage`) are the
+    /// presentation Strings `DNSMessage` makes of the same bytes.
     static func runDNS(_ input: UnsafeRawBufferPointer) {
         let message = DNSMessage(parsing: input)
         check(message.answers.count <= Int(message.answerCount), "more answers than the header counts")
@@ -40,8 +42,19 @@ enum DnstapFuzzing {
             var dnstap = Dnstap_Dnstap()
             dnstap.type = .message
             dnstap.message = dnsMessage
-            encode(serialize(dnstap))
+            guard let event = encode(serialize(dnstap)) else { continue }
+            checkNames(event, message)
         }
+    }
+
+    private static func checkNames(_ event: ByteBuffer, _ message: DNSMessage) {
+        guard let fields = (try? JSONSerialization.jsonObject(with: Data(event.readableBytesView))) as? [String: Any] else {
+            return check(false, "an event that does not read back: \(String(buffer: event))")
+        }
+        check(fields["query"] as? String == message.question?.name, "query \(fields["query"] ?? "none") is not \(message.question?.name ?? "none")")
+        let names = message.answers.map(\.name), data = message.answers.map(\.data.presentation)
+        check((fields["answer_name"] as? [String] ?? []) == names, "answer_name \(fields["answer_name"] ?? "none") is not \(names)")
+        check((fields["answer"] as? [String] ?? []) == data, "answer \(fields["answer"] ?? "none") is not \(data)")
     }
 
     /// Arbitrary bytes in every field: the input is split at 0xFF bytes into the field values.

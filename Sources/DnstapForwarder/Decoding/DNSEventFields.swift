@@ -1,6 +1,7 @@
-/// The DNS part of an event: header, question, answers, EDNS (README, "Output schema").
+/// The DNS part of an event: header, question, answers, EDNS (README, "Output schema"). Names are
+/// written from the message's bytes.
 enum DNSEventFields {
-    static func write(_ dns: DNSMessage, size: Int, into json: JSONObjectWriter) {
+    static func write(_ dns: DNSWireMessage, size: Int, into json: JSONObjectWriter) {
         json.field("message_size", size)
         if let error = dns.parseError, case .tooShort = error {
             json.field("dns_parse_error", error.description)
@@ -9,7 +10,7 @@ enum DNSEventFields {
         json.field("transaction_id", dns.id)
         json.field("query_type", DNSNames.opcodeName(dns.opcode))
         if let question = dns.question {
-            json.field("query", question.name)
+            json.field("query", name: question.name, in: dns.bytes)
             if let name = DNSNames.commonTypeName(question.type) {
                 json.field("record_type", static: name)
             } else {
@@ -32,7 +33,8 @@ enum DNSEventFields {
             for index in answers {
                 switch dns.answers[index].data {
                 case .ipv4(let address): json.arrayElement(address)
-                case .name(let name), .text(let name): json.arrayElement(name)
+                case .name(let offset): json.arrayElement(name: offset, in: dns.bytes)
+                case .text(let text): json.arrayElement(text)
                 case .ipv6(let address): json.arrayElement(address)
                 }
             }
@@ -48,7 +50,7 @@ enum DNSEventFields {
             }
             json.endArray()
             json.beginArray("answer_name")
-            for index in answers { json.arrayElement(dns.answers[index].name) }
+            for index in answers { json.arrayElement(name: dns.answers[index].name, in: dns.bytes) }
             json.endArray()
             json.beginArray("ttl")
             for index in answers { json.arrayElement(dns.answers[index].ttl) }
@@ -67,7 +69,7 @@ enum DNSEventFields {
         if let error = dns.parseError { json.field("dns_parse_error", error.description) }
     }
 
-    private static func writeFlags(_ dns: DNSMessage, into json: JSONObjectWriter) {
+    private static func writeFlags(_ dns: DNSWireMessage, into json: JSONObjectWriter) {
         json.beginArray("flags")
         if dns.isResponse { json.arrayElement(static: "qr") }
         if dns.authoritativeAnswer { json.arrayElement(static: "aa") }

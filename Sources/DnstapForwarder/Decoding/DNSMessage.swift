@@ -15,6 +15,19 @@ public struct DNSMessage: Sendable, Equatable {
     /// The first problem met, or nil when the whole message parsed.
     public var parseError: DNSParseError?
 
+    public init() {}
+}
+
+extension DNSMessage: DNSMessageHeader {}
+
+/// The header flags and RCODE of a parsed message (`DNSMessage`, and the encoder's in-place
+/// `DNSWireMessage`).
+public protocol DNSMessageHeader {
+    var flags: UInt16 { get }
+    var edns: EDNS? { get }
+}
+
+extension DNSMessageHeader {
     public var isResponse: Bool { flags & 0x8000 != 0 }
     public var opcode: UInt8 { UInt8((flags >> 11) & 0xF) }
     public var authoritativeAnswer: Bool { flags & 0x0400 != 0 }
@@ -25,8 +38,6 @@ public struct DNSMessage: Sendable, Equatable {
     public var checkingDisabled: Bool { flags & 0x0010 != 0 }
     /// The full RCODE: 12 bits when EDNS is present (RFC 6891 §6.1.3).
     public var rcode: UInt16 { UInt16(flags & 0xF) | (UInt16(edns?.extendedRcode ?? 0) << 4) }
-
-    public init() {}
 }
 
 public struct DNSQuestion: Sendable, Equatable {

@@ -100,7 +100,7 @@ public enum DNSNames {
     /// It also remembers the last few names it made that needed memory of their own (longer than
     /// 15 bytes): a name seen again (the question's name as the answers' owner, a CNAME target as
     /// the next record's owner, a query's name in its response) is the same String, not a new one.
-    struct NameBuilder {
+    struct NameBuilder: DNSLabelSink {
         private var bytes: [UInt8] = []
         private var recent: [String] = []
         private var nextRecent = 0
@@ -111,16 +111,7 @@ public enum DNSNames {
             recent = Array(repeating: "", count: Self.recentCount)
         }
 
-        private init(empty: Void) {}
-
         mutating func reset() { bytes.removeAll(keepingCapacity: true) }
-
-        /// This builder's memory, leaving an empty builder (no allocation) in its place.
-        mutating func take() -> NameBuilder {
-            var taken = NameBuilder(empty: ())
-            swap(&taken, &self)
-            return taken
-        }
 
         mutating func appendLabel(_ label: UnsafeRawBufferPointer) {
             if !bytes.isEmpty { bytes.append(UInt8(ascii: ".")) }

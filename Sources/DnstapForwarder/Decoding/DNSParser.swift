@@ -1,16 +1,53 @@
-extension DNSMessage {
-    /// Parses a wire-format DNS message (no TCP length prefix).
-    public init(parsing bytes: UnsafeRawBufferPointer) {
-        var names = DNSNames.NameBuilder()
-        self.init(parsing: bytes, names: &names)
+/// A DNS message parsed in place: its header, question, answers and EDNS as `DNSMessage` has them,
+/// but each domain name as the offset in `bytes` where it starts (compression is followed when the
+/// name is written or turned into a String; every name was walked and checked while parsing).
+///
+/// Valid only while `bytes` is. The event encoder parses, writes and forgets one within a frame, so
+/// its names go from the wire straight into the JSON (`JSONObjectWriter.field(_:name:at:)`) with no
+/// String made for them.
+struct DNSWireMessage: DNSMessageHeader {
+    let bytes: UnsafeRawBufferPointer
+    var id: UInt16 = 0
+    var flags: UInt16 = 0
+    var questionCount: UInt16 = 0
+    var answerCount: UInt16 = 0
+    var authorityCount: UInt16 = 0
+    var additionalCount: UInt16 = 0
+    var question: Question?
+    var answers: [Record] = []
+    var edns: EDNS?
+    var parseError: DNSParseError?
+
+    struct Question {
+        /// Where the name starts in `bytes`.
+        var name: Int
+        var type: UInt16
+        var qclass: UInt16
     }
 
-    /// Parses with `names` as the scratch memory for building names, so that a caller parsing
-    /// many messages (the event encoder) allocates it once, not once a message.
-    init(parsing bytes: UnsafeRawBufferPointer, names: inout DNSNames.NameBuilder) {
-        self.init()
-        var reader = DNSWireReader(bytes: bytes, names: names.take())
-        defer { names = reader.takeNames() }
+    struct Record {
+        /// Where the owner name starts in `bytes`.
+        var name: Int
+        var type: UInt16
+        var rrclass: UInt16
+        /// TTL with RFC 2181 §8 applied (values ≥ 2³¹ read as 0).
+        var ttl: UInt32
+        var data: RecordData
+    }
+
+    enum RecordData {
+        case ipv4(IPv4Bytes)
+        case ipv6(IPv6Bytes)
+        /// CNAME, DNAME, NS, PTR: where the name starts in `bytes`.
+        case name(Int)
+        /// Any other type, rendered as text (`DNSRecordRenderer`).
+        case text(String)
+    }
+
+    /// Parses a wire-format DNS message (no TCP length prefix).
+    init(parsing bytes: UnsafeRawBufferPointer) {
+        self.bytes = bytes
+        var reader = DNSWireReader(bytes: bytes)
         guard bytes.count >= 12 else {
             parseError = .tooShort(bytes.count)
             return
@@ -28,7 +65,7 @@ extension DNSMessage {
                 guard let type = reader.readU16(), let qclass = reader.readU16() else {
                     throw DNSParseError.truncated(section: "question")
                 }
-                if index == 0 { question = DNSQuestion(name: name, type: type, qclass: qclass) }
+                if index == 0 { question = Question(name: name, type: type, qclass: qclass) }
             }
             // One allocation for the usual answer (the count is not trusted beyond that).
             answers.reserveCapacity(min(Int(answerCount), 16))
@@ -48,24 +85,81 @@ extension DNSMessage {
         }
     }
 
+    /// The name starting at `offset` in presentation form (`DNSNames.NameBuilder`'s), built in
+    /// `names`.
+    func name(at offset: Int, using names: inout DNSNames.NameBuilder) -> String {
+        names.reset()
+        // Walked without an error when the message was parsed: the same bytes walk the same.
+        _ = try? DNSWireReader.walkName(bytes, from: offset, into: &names)
+        return names.finish()
+    }
+}
+
+extension DNSMessage {
+    /// Parses a wire-format DNS message (no TCP length prefix).
+    public init(parsing bytes: UnsafeRawBufferPointer) {
+        var names = DNSNames.NameBuilder()
+        self.init(parsing: bytes, names: &names)
+    }
+
+    /// Parses with `names` as the scratch memory for building names, so that a caller parsing
+    /// many messages allocates it once, not once a message.
+    init(parsing bytes: UnsafeRawBufferPointer, names: inout DNSNames.NameBuilder) {
+        self.init(DNSWireMessage(parsing: bytes), names: &names)
+    }
+
+    /// The message with its names made Strings (while `wire`'s bytes are still valid).
+    init(_ wire: DNSWireMessage, names: inout DNSNames.NameBuilder) {
+        self.init()
+        id = wire.id
+        flags = wire.flags
+        questionCount = wire.questionCount
+        answerCount = wire.answerCount
+        authorityCount = wire.authorityCount
+        additionalCount = wire.additionalCount
+        if let question = wire.question {
+            self.question = DNSQuestion(name: wire.name(at: question.name, using: &names), type: question.type, qclass: question.qclass)
+        }
+        answers.reserveCapacity(wire.answers.count)
+        for record in wire.answers {
+            let data: DNSRecordData
+            switch record.data {
+            case .ipv4(let address): data = .ipv4(address)
+            case .ipv6(let address): data = .ipv6(address)
+            case .name(let offset): data = .name(wire.name(at: offset, using: &names))
+            case .text(let text): data = .text(text)
+            }
+            answers.append(DNSResourceRecord(
+                name: wire.name(at: record.name, using: &names), type: record.type, rrclass: record.rrclass, ttl: record.ttl,
+                data: data))
+        }
+        edns = wire.edns
+        parseError = wire.parseError
+    }
+
     public init(parsing bytes: [UInt8]) {
         self = bytes.withUnsafeBytes { DNSMessage(parsing: $0) }
     }
+}
+
+/// Takes a name's labels as `DNSWireReader.walkName` finds them.
+protocol DNSLabelSink {
+    mutating func appendLabel(_ label: UnsafeRawBufferPointer)
+}
+
+/// Walks a name only to check it (the event encoder's parse: the name is written later, from the wire).
+struct DNSNameCheck: DNSLabelSink {
+    @inline(__always) mutating func appendLabel(_ label: UnsafeRawBufferPointer) {}
 }
 
 /// A bounds-checked cursor over a DNS message.
 struct DNSWireReader {
     let bytes: UnsafeRawBufferPointer
     var offset = 0
-    /// Reused for every name of the message (and, via `takeNames`, of the next message).
-    private var names: DNSNames.NameBuilder
 
-    init(bytes: UnsafeRawBufferPointer, names: DNSNames.NameBuilder = DNSNames.NameBuilder()) {
+    init(bytes: UnsafeRawBufferPointer) {
         self.bytes = bytes
-        self.names = names
     }
-
-    mutating func takeNames() -> DNSNames.NameBuilder { names.take() }
 
     func u16(at position: Int) -> UInt16 { UInt16(bytes[position]) << 8 | UInt16(bytes[position + 1]) }
 
@@ -80,21 +174,24 @@ struct DNSWireReader {
         return UInt32(high) << 16 | UInt32(low)
     }
 
-    /// Reads a possibly compressed name at the cursor and moves past it (past the first pointer).
-    mutating func readName(section: String) throws(DNSParseError) -> String {
-        names.reset()
+    /// Checks a possibly compressed name at the cursor and moves past it (past the first pointer);
+    /// returns where it starts.
+    mutating func readName(section: String) throws(DNSParseError) -> Int {
+        let start = offset
+        var check = DNSNameCheck()
         do {
-            offset = try Self.walkName(bytes, from: offset, into: &names)
+            offset = try Self.walkName(bytes, from: offset, into: &check)
         } catch .truncated {
             throw .truncated(section: section)
         }
-        return names.finish()
+        return start
     }
 
-    /// Walks a name starting at `start`, appending labels; returns the offset after the name as it
-    /// stands at `start`. Pointers must point strictly backwards (RFC 9267), so no loop is possible.
-    static func walkName(
-        _ bytes: UnsafeRawBufferPointer, from start: Int, into text: inout DNSNames.NameBuilder
+    /// Walks a name starting at `start`, handing its labels to `sink`; returns the offset after the
+    /// name as it stands at `start`. Pointers must point strictly backwards (RFC 9267), so no loop
+    /// is possible.
+    static func walkName<Sink: DNSLabelSink>(
+        _ bytes: UnsafeRawBufferPointer, from start: Int, into sink: inout Sink
     ) throws(DNSParseError) -> Int {
         var position = start
         var end: Int?
@@ -111,7 +208,7 @@ struct DNSWireReader {
                 wireLength += length + 1
                 guard wireLength + 1 <= 255 else { throw .nameTooLong }
                 guard position + 1 + length <= bytes.count else { throw .truncated(section: "name") }
-                text.appendLabel(UnsafeRawBufferPointer(rebasing: bytes[(position + 1)..<(position + 1 + length)]))
+                sink.appendLabel(UnsafeRawBufferPointer(rebasing: bytes[(position + 1)..<(position + 1 + length)]))
                 position += 1 + length
             case 0xC0:
                 guard position + 1 < bytes.count else { throw .truncated(section: "name") }
@@ -126,8 +223,8 @@ struct DNSWireReader {
         }
     }
 
-    /// Reads one resource record; with `render`, its data is rendered for display.
-    mutating func readRecord(section: String, render: Bool) throws(DNSParseError) -> DNSResourceRecord {
+    /// Reads one resource record; with `render`, its data is read for display.
+    mutating func readRecord(section: String, render: Bool) throws(DNSParseError) -> DNSWireMessage.Record {
         let name = try readName(section: section)
         guard let type = readU16(), let rrclass = readU16(), let rawTTL = readU32(), let rdLength = readU16() else {
             throw .truncated(section: section)
@@ -137,11 +234,11 @@ struct DNSWireReader {
         guard dataEnd <= bytes.count else { throw .truncated(section: section) }
         defer { offset = dataEnd }
         let ttl = rawTTL >= 0x8000_0000 ? 0 : rawTTL
-        let data: DNSRecordData = render ? try renderData(type: type, from: dataStart, to: dataEnd) : .text("")
-        return DNSResourceRecord(name: name, type: type, rrclass: rrclass, ttl: ttl, data: data)
+        let data: DNSWireMessage.RecordData = render ? try renderData(type: type, from: dataStart, to: dataEnd) : .text("")
+        return DNSWireMessage.Record(name: name, type: type, rrclass: rrclass, ttl: ttl, data: data)
     }
 
-    mutating func readAdditional(into message: inout DNSMessage) throws(DNSParseError) {
+    mutating func readAdditional(into message: inout DNSWireMessage) throws(DNSParseError) {
         let nameStart = offset
         _ = try readName(section: "additional")
         guard let type = readU16(), type == DNSNames.typeOPT else {
@@ -179,7 +276,7 @@ struct DNSWireReader {
         message.edns = edns
     }
 
-    mutating func renderData(type: UInt16, from start: Int, to end: Int) throws(DNSParseError) -> DNSRecordData {
+    func renderData(type: UInt16, from start: Int, to end: Int) throws(DNSParseError) -> DNSWireMessage.RecordData {
         let data = UnsafeRawBufferPointer(rebasing: bytes[start..<end])
         switch type {
         case DNSNames.typeA:
@@ -189,9 +286,9 @@ struct DNSWireReader {
             guard data.count == 16 else { throw .badRecordData(type: type) }
             return .ipv6(IPv6Bytes(data))
         case DNSNames.typeCNAME, DNSNames.typeNS, DNSNames.typePTR, DNSNames.typeDNAME:
-            names.reset()
-            guard try Self.walkName(bytes, from: start, into: &names) == end else { throw .badRecordData(type: type) }
-            return .name(names.finish())
+            var check = DNSNameCheck()
+            guard try Self.walkName(bytes, from: start, into: &check) == end else { throw .badRecordData(type: type) }
+            return .name(start)
         default:
             return .text(try DNSRecordRenderer(message: bytes).render(type: type, from: start, to: end))
         }

@@ -83,7 +83,7 @@ public struct DnstapEventEncoder {
         if case .answered(.some) = role { joined = true }
         let time = DnstapEventFields.write(
             dnstap, receivedAtMicros: receivedAtMicros, sender: sender, into: writer, names: &names, resolutions: &resolutions,
-            recent: recentResponses, joined: joined, facts: &facts)
+            recent: recentResponses, joined: joined, forFilter: filter != nil, facts: &facts)
         finish(start: start, time: time, facts: facts, role: role)
     }
 
@@ -101,7 +101,7 @@ public struct DnstapEventEncoder {
         var facts = EventFacts()
         facts.typeName = type.name
         facts.isQuery = true
-        facts.note(DNSMessage(parsing: message.query_message.bytes, names: &names))
+        facts.note(DNSWireMessage(parsing: message.query_message.bytes), withName: filter != nil, names: &names)
         guard facts.dnsParsed else { return false }
         let time = DnstapEventFields.queryEventTime(message, receivedAtMicros: receivedAtMicros)
         let verdict = filter.map { EventFilter.verdict(facts, settings: $0.settings, drop: $0.drop, keep: $0.keep) } ?? .keep

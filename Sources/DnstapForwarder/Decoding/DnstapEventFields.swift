@@ -4,13 +4,14 @@ import CDnstapProtobufC
 /// "Output schema"). Names follow Splunk CIM's Network Resolution model where one fits.
 enum DnstapEventFields {
     /// Writes the fields of one event; returns the event's time in microseconds and what the
-    /// filter needs (`facts`). `joined`: a response that `-transactions` joins with its query. With `recent`,
+    /// filter needs (`facts`; the question's name there only `forFilter`). `joined`: a response that
+    /// `-transactions` joins with its query. With `recent`,
     /// the address facts of a client/resolver/forwarder response go to `resolutions`, unless the
     /// same response was already taken this second.
     static func write(
         _ dnstap: UnsafePointer<Dnstap__Dnstap>, receivedAtMicros: Int64, sender: String?, into json: JSONObjectWriter,
         names: inout DNSNames.NameBuilder, resolutions: inout ResolutionCollector, recent: RecentResponses?,
-        joined: Bool = false, facts: inout EventFacts
+        joined: Bool = false, forFilter: Bool = false, facts: inout EventFacts
     ) -> Int64 {
         let dnstap = dnstap.pointee
         let message = dnstap.message.map { UnsafePointer($0) }
@@ -79,13 +80,14 @@ enum DnstapEventFields {
             // A response the map may learn from: its slot in the recent-responses table is fetched
             // while the message is parsed and written.
             let probe = messageType?.feedsResolutionMap == true && fields.has_response_message != 0 ? recent?.probe(wire) : nil
-            let dns = DNSMessage(parsing: wire, names: &names)
+            let dns = DNSWireMessage(parsing: wire)
             DNSEventFields.write(dns, size: wire.count, into: json)
-            facts.note(dns)
+            facts.note(dns, withName: forFilter, names: &names)
             if let recent, let probe {
                 let seenAt = responseTime ?? receivedAtMicros
                 if !recent.seenBefore(probe, second: seenAt / 1_000_000) {
-                    resolutions.ignored += ResolutionExtractor.extract(from: dns, seenAtMicros: seenAt, into: &resolutions.observations)
+                    resolutions.ignored += ResolutionExtractor.extract(
+                        from: dns, names: &names, seenAtMicros: seenAt, into: &resolutions.observations)
                 }
             }
         }

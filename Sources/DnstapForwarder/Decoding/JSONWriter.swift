@@ -253,6 +253,62 @@ final class JSONObjectWriter {
         count += IPAddressFormatter.format(address, into: base + count)
     }
 
+    /// A domain name of `message` starting at `offset` (walked without an error when the message
+    /// was parsed) as a JSON string of its presentation form, `DNSNames.NameBuilder`'s, written
+    /// straight from the labels.
+    func field(_ name: StaticString, name offset: Int, in message: UnsafeRawBufferPointer) {
+        key(name)
+        writeName(offset, in: message)
+    }
+
+    func arrayElement(name offset: Int, in message: UnsafeRawBufferPointer) {
+        if needsComma { append(UInt8(ascii: ",")) }
+        needsComma = true
+        writeName(offset, in: message)
+    }
+
+    private func writeName(_ offset: Int, in message: UnsafeRawBufferPointer) {
+        append(UInt8(ascii: "\""))
+        var labels = JSONNameLabels(writer: self)
+        _ = try? DNSWireReader.walkName(message, from: offset, into: &labels)
+        if labels.first { append(UInt8(ascii: ".")) }  // the root
+        append(UInt8(ascii: "\""))
+    }
+
+    /// One label, after a dot unless `first`: the presentation form's escapes (`\.`, `\\`,
+    /// `\DDD` for bytes outside printable ASCII) with JSON's on top (`\` and `"`).
+    fileprivate func appendLabel(_ label: UnsafeRawBufferPointer, first: Bool) {
+        // At most five bytes a label byte (`\\DDD`), and the dot.
+        reserve(1 + 5 * label.count)
+        if !first {
+            base[count] = UInt8(ascii: ".")
+            count += 1
+        }
+        // The usual label (letters, digits, hyphens) needs no escape: one copy.
+        if label.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ".") && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: "\"") }) {
+            if let start = label.baseAddress { (base + count).update(from: start.assumingMemoryBound(to: UInt8.self), count: label.count) }
+            count += label.count
+            return
+        }
+        for byte in label {
+            switch byte {
+            case UInt8(ascii: "."):
+                append(static: "\\\\.")
+            case UInt8(ascii: "\\"):
+                append(static: "\\\\\\\\")
+            case UInt8(ascii: "\""):
+                append(static: "\\\"")
+            case 0x21...0x7E:
+                append(byte)
+            default:
+                append(static: "\\\\")
+                append(UInt8(ascii: "0") + byte / 100)
+                append(UInt8(ascii: "0") + (byte / 10) % 10)
+                append(UInt8(ascii: "0") + byte % 10)
+            }
+        }
+    }
+
     /// Starts an array field; follow with `arrayElement` calls and `endArray`.
     func beginArray(_ name: StaticString) {
         key(name)
@@ -409,5 +465,21 @@ enum UTF8Validation {
             position = bytes.index(after: position)
         }
         return length
+    }
+}
+
+/// A name's labels going into a JSON string (`JSONObjectWriter.field(_:name:in:)`).
+/// Holds the writer unretained (the writer is writing the name, so it is alive): no reference
+/// counting a label.
+private struct JSONNameLabels: DNSLabelSink {
+    let writer: Unmanaged<JSONObjectWriter>
+    var first = true
+
+    init(writer: JSONObjectWriter) { self.writer = .passUnretained(writer) }
+
+    mutating func appendLabel(_ label: UnsafeRawBufferPointer) {
+        let first = first
+        writer._withUnsafeGuaranteedRef { $0.appendLabel(label, first: first) }
+        self.first = false
     }
 }

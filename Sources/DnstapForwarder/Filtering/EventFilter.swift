@@ -62,9 +62,10 @@ struct EventFacts {
     var wroteQueryTime = false
     var wroteDuration = false
 
-    /// What the filter and the join learn from the event's DNS message.
-    mutating func note(_ dns: DNSMessage) {
-        questionName = dns.question?.name
+    /// What the filter and the join learn from the event's DNS message; the question's name is made
+    /// a String only `withName` (for a filter).
+    mutating func note(_ dns: DNSWireMessage, withName: Bool, names: inout DNSNames.NameBuilder) {
+        if withName, let question = dns.question { questionName = dns.name(at: question.name, using: &names) }
         dnsParsed = dns.parseError == nil
         if dns.isResponse, dns.parseError.map({ if case .tooShort = $0 { return false } else { return true } }) ?? true {
             rcode = UInt32(dns.rcode)

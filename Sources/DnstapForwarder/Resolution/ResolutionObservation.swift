@@ -134,6 +134,19 @@ public enum ResolutionExtractor {
         }
         return ignored
     }
+
+    /// The same for a message parsed in place: its names are made Strings only when it has an
+    /// address to map.
+    static func extract(
+        from message: DNSWireMessage, names: inout DNSNames.NameBuilder, seenAtMicros: Int64,
+        into observations: inout [ResolutionObservation]
+    ) -> Int {
+        let answers = message.answers.prefix(maxAnswers)
+        guard message.isResponse, message.opcode == 0, message.rcode == 0, message.question?.qclass == 1,
+              answers.contains(where: { $0.type == 1 || $0.type == 28 })
+        else { return 0 }
+        return extract(from: DNSMessage(message, names: &names), seenAtMicros: seenAtMicros, into: &observations)
+    }
 }
 
 extension String {
