@@ -153,6 +153,35 @@ struct EventEncoderTests {
         }
     }
 
+    @Test("integers, fixed-point microseconds and IPv4 octets are the decimal text Swift writes")
+    func decimals() {
+        var values: [UInt64] = [0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 65535, 1 << 32, UInt64(Int64.max), UInt64.max]
+        var random = SplitMix64(seed: 7)
+        for _ in 0..<200 { values.append(random.next() >> (random.next() % 64)) }
+        for value in values {
+            let writer = JSONObjectWriter(capacity: 8)
+            writer.beginObject()
+            writer.field("n", value)
+            writer.field("d", micros: Int64(truncatingIfNeeded: value % 1_000_000_000_000))
+            writer.endObject()
+            let micros = value % 1_000_000_000_000
+            let fraction = String(micros % 1_000_000)
+            let expected = "{\"n\":\(value),\"d\":\(micros / 1_000_000).\(String(repeating: "0", count: 6 - fraction.count) + fraction)}"
+            #expect(String(decoding: writer.bytes, as: UTF8.self) == expected)
+        }
+        for octets: [UInt8] in [[0, 0, 0, 0], [255, 255, 255, 255], [1, 20, 100, 9], [10, 99, 199, 200]] {
+            let writer = JSONObjectWriter(capacity: 8)
+            writer.beginObject()
+            octets.withUnsafeBytes { writer.field("a", address: $0) }
+            writer.beginArray("b")
+            writer.arrayElement(octets.withUnsafeBytes { IPv4Bytes($0) })
+            writer.endArray()
+            writer.endObject()
+            let text = octets.map(String.init).joined(separator: ".")
+            #expect(String(decoding: writer.bytes, as: UTF8.self) == "{\"a\":\"\(text)\",\"b\":[\"\(text)\"]}")
+        }
+    }
+
     @Test("invalid UTF-8 bytes are written as \\xHH text; valid UTF-8 passes through")
     func utf8() throws {
         let writer = JSONObjectWriter(capacity: 16)

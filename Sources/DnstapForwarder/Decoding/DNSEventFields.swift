@@ -8,7 +8,8 @@ enum DNSEventFields {
             return
         }
         json.field("transaction_id", dns.id)
-        json.field("query_type", DNSNames.opcodeName(dns.opcode))
+        // The usual values as static text (no String to scan).
+        if dns.opcode == 0 { json.field("query_type", static: "Query") } else { json.field("query_type", DNSNames.opcodeName(dns.opcode)) }
         if let question = dns.question {
             json.field("query", name: question.name, in: dns.bytes)
             if let name = DNSNames.commonTypeName(question.type) {
@@ -16,10 +17,18 @@ enum DNSEventFields {
             } else {
                 json.field("record_type", DNSNames.typeName(question.type))
             }
-            json.field("query_class", DNSNames.className(question.qclass))
+            if question.qclass == 1 {
+                json.field("query_class", static: "IN")
+            } else {
+                json.field("query_class", DNSNames.className(question.qclass))
+            }
         }
         if dns.isResponse {
-            json.field("reply_code", DNSNames.rcodeName(dns.rcode))
+            switch dns.rcode {
+            case 0: json.field("reply_code", static: "NOERROR")
+            case 3: json.field("reply_code", static: "NXDOMAIN")
+            default: json.field("reply_code", DNSNames.rcodeName(dns.rcode))
+            }
             json.field("reply_code_id", dns.rcode)
         }
         writeFlags(dns, into: json)

@@ -44,9 +44,11 @@ struct DNSWireMessage: DNSMessageHeader {
         case text(String)
     }
 
-    /// Parses a wire-format DNS message (no TCP length prefix).
-    init(parsing bytes: UnsafeRawBufferPointer) {
+    /// Parses a wire-format DNS message (no TCP length prefix); `answers` is an empty array whose
+    /// memory the answers may use.
+    init(parsing bytes: UnsafeRawBufferPointer, answers: [Record] = []) {
         self.bytes = bytes
+        self.answers = answers
         var reader = DNSWireReader(bytes: bytes)
         guard bytes.count >= 12 else {
             parseError = .tooShort(bytes.count)
@@ -67,10 +69,11 @@ struct DNSWireMessage: DNSMessageHeader {
                 }
                 if index == 0 { question = Question(name: name, type: type, qclass: qclass) }
             }
-            // One allocation for the usual answer (the count is not trusted beyond that).
-            answers.reserveCapacity(min(Int(answerCount), 16))
+            // At most one allocation for the usual answer, none in a reused array (the count is not
+            // trusted beyond that).
+            self.answers.reserveCapacity(min(Int(answerCount), 16))
             for _ in 0..<Int(answerCount) {
-                answers.append(try reader.readRecord(section: "answer", render: true))
+                self.answers.append(try reader.readRecord(section: "answer", render: true))
             }
             for _ in 0..<Int(authorityCount) {
                 _ = try reader.readRecord(section: "authority", render: false)
@@ -92,6 +95,31 @@ struct DNSWireMessage: DNSMessageHeader {
         // Walked without an error when the message was parsed: the same bytes walk the same.
         _ = try? DNSWireReader.walkName(bytes, from: offset, into: &names)
         return names.finish()
+    }
+}
+
+/// What the event encoder keeps from one message's parse to the next, so that a parse allocates
+/// nothing of its own: the builder for the names still made Strings, and the answers' array.
+struct DNSParseScratch {
+    var names = DNSNames.NameBuilder()
+    fileprivate var answers: [DNSWireMessage.Record] = []
+    /// Answers whose array is kept for the next message; a larger one's is freed.
+    static let keptAnswers = 64
+}
+
+extension DNSWireMessage {
+    /// Parses into `scratch`'s answer array; give it back with `recycle(into:)`.
+    init(parsing bytes: UnsafeRawBufferPointer, scratch: inout DNSParseScratch) {
+        var answers: [Record] = []
+        swap(&answers, &scratch.answers)
+        self.init(parsing: bytes, answers: answers)
+    }
+
+    /// Gives the answers' array back to `scratch`, emptied, for the next message.
+    consuming func recycle(into scratch: inout DNSParseScratch) {
+        guard answers.capacity <= DNSParseScratch.keptAnswers else { return }
+        answers.removeAll(keepingCapacity: true)
+        swap(&answers, &scratch.answers)
     }
 }
 

@@ -16,7 +16,7 @@ public struct DnstapEventEncoder {
     /// Set when collecting: the responses already taken this second (shared with the map).
     private let recentResponses: RecentResponses?
     private let decoder = DnstapProtobufDecoder()
-    private var names = DNSNames.NameBuilder()
+    private var scratch = DNSParseScratch()
     /// The connection's `sender` (README, "Securing the TCP listener"), written in every event;
     /// nil: none (an encoder outside a connection).
     public var sender: String?
@@ -82,7 +82,7 @@ public struct DnstapEventEncoder {
         var joined = false
         if case .answered(.some) = role { joined = true }
         let time = DnstapEventFields.write(
-            dnstap, receivedAtMicros: receivedAtMicros, sender: sender, into: writer, names: &names, resolutions: &resolutions,
+            dnstap, receivedAtMicros: receivedAtMicros, sender: sender, into: writer, scratch: &scratch, resolutions: &resolutions,
             recent: recentResponses, joined: joined, forFilter: filter != nil, facts: &facts)
         finish(start: start, time: time, facts: facts, role: role)
     }
@@ -101,7 +101,9 @@ public struct DnstapEventEncoder {
         var facts = EventFacts()
         facts.typeName = type.name
         facts.isQuery = true
-        facts.note(DNSWireMessage(parsing: message.query_message.bytes), withName: filter != nil, names: &names)
+        let dns = DNSWireMessage(parsing: message.query_message.bytes, scratch: &scratch)
+        facts.note(dns, withName: filter != nil, names: &scratch.names)
+        dns.recycle(into: &scratch)
         guard facts.dnsParsed else { return false }
         let time = DnstapEventFields.queryEventTime(message, receivedAtMicros: receivedAtMicros)
         let verdict = filter.map { EventFilter.verdict(facts, settings: $0.settings, drop: $0.drop, keep: $0.keep) } ?? .keep
@@ -130,7 +132,7 @@ public struct DnstapEventEncoder {
             writer.beginObject()
             var facts = EventFacts()
             _ = DnstapEventFields.write(
-                dnstap, receivedAtMicros: receivedAtMicros, sender: sender, into: writer, names: &names,
+                dnstap, receivedAtMicros: receivedAtMicros, sender: sender, into: writer, scratch: &scratch,
                 resolutions: &resolutions, recent: nil, facts: &facts)
         }
         writer.field("unanswered", true)

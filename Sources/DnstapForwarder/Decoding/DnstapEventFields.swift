@@ -10,7 +10,7 @@ enum DnstapEventFields {
     /// same response was already taken this second.
     static func write(
         _ dnstap: UnsafePointer<Dnstap__Dnstap>, receivedAtMicros: Int64, sender: String?, into json: JSONObjectWriter,
-        names: inout DNSNames.NameBuilder, resolutions: inout ResolutionCollector, recent: RecentResponses?,
+        scratch: inout DNSParseScratch, resolutions: inout ResolutionCollector, recent: RecentResponses?,
         joined: Bool = false, forFilter: Bool = false, facts: inout EventFacts
     ) -> Int64 {
         let dnstap = dnstap.pointee
@@ -80,16 +80,17 @@ enum DnstapEventFields {
             // A response the map may learn from: its slot in the recent-responses table is fetched
             // while the message is parsed and written.
             let probe = messageType?.feedsResolutionMap == true && fields.has_response_message != 0 ? recent?.probe(wire) : nil
-            let dns = DNSWireMessage(parsing: wire)
+            let dns = DNSWireMessage(parsing: wire, scratch: &scratch)
             DNSEventFields.write(dns, size: wire.count, into: json)
-            facts.note(dns, withName: forFilter, names: &names)
+            facts.note(dns, withName: forFilter, names: &scratch.names)
             if let recent, let probe {
                 let seenAt = responseTime ?? receivedAtMicros
                 if !recent.seenBefore(probe, second: seenAt / 1_000_000) {
                     resolutions.ignored += ResolutionExtractor.extract(
-                        from: dns, names: &names, seenAtMicros: seenAt, into: &resolutions.observations)
+                        from: dns, names: &scratch.names, seenAtMicros: seenAt, into: &resolutions.observations)
                 }
             }
+            dns.recycle(into: &scratch)
         }
         return eventTime
     }

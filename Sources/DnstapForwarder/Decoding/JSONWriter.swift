@@ -217,16 +217,40 @@ final class JSONObjectWriter {
         writePadded(value, digits: count)
     }
 
+    /// `value`'s last `digits` decimal digits, two at a time.
     private func writePadded(_ value: UInt64, digits: Int) {
         var value = value
         reserve(digits)
-        var index = count + digits - 1
-        while index >= count {
-            base[index] = UInt8(ascii: "0") + UInt8(value % 10)
-            value /= 10
-            index -= 1
+        let pairs = Self.digitPairs.utf8Start
+        var index = count + digits
+        while index - count >= 2 {
+            let pair = Int(value % 100) * 2
+            value /= 100
+            index -= 2
+            base[index] = pairs[pair]
+            base[index + 1] = pairs[pair + 1]
         }
+        if index > count { base[count] = UInt8(ascii: "0") + UInt8(value % 10) }
         count += digits
+    }
+
+    private static let digitPairs: StaticString =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
+
+    /// An address byte in decimal (an IPv4 address's octet).
+    @inline(__always)
+    private func writeOctet(_ value: UInt8) {
+        reserve(3)
+        if value >= 100 {
+            base[count] = UInt8(ascii: "0") + value / 100
+            count += 1
+        }
+        if value >= 10 {
+            base[count] = UInt8(ascii: "0") + value / 10 % 10
+            count += 1
+        }
+        base[count] = UInt8(ascii: "0") + value % 10
+        count += 1
     }
 
     /// An IPv4 or IPv6 address (or hex for any other length) as a JSON string.
@@ -236,7 +260,7 @@ final class JSONObjectWriter {
         if bytes.count == 4 {
             for (offset, byte) in bytes.enumerated() {
                 if offset > 0 { append(UInt8(ascii: ".")) }
-                writeDecimal(UInt64(byte))
+                writeOctet(byte)
             }
         } else if bytes.count == 16 {
             writeIPv6(IPv6Bytes(bytes))
@@ -335,7 +359,7 @@ final class JSONObjectWriter {
         append(UInt8(ascii: "\""))
         for shift: UInt32 in [24, 16, 8, 0] {
             if shift != 24 { append(UInt8(ascii: ".")) }
-            writeDecimal(UInt64(address.value >> shift & 0xFF))
+            writeOctet(UInt8(truncatingIfNeeded: address.value >> shift))
         }
         append(UInt8(ascii: "\""))
     }
