@@ -23,17 +23,20 @@
 # 3,000 frames and gone idle; the resolution map's memory per entry; HEC throughput, and memory
 # with HEC stalled.
 #
-#   usage: scripts/bench.sh [--runs N] [--repeat R] [--capture FILE]
+#   usage: scripts/bench.sh [--runs N] [--repeat R] [--capture FILE] [--pin]
 #   (defaults: 3 runs, the capture sent 2 times per run; the capture is made once with a real
 #   Unbound under dnsperf load by scripts/bench/make-capture.sh and kept in .build/bench/)
+#   --pin: every receiver on CPU 1 and every sender (and stunnel4) on CPU 0 (taskset), so that the
+#   two do not trade cores mid-run: steadier figures on a shared VM; each receiver then has one core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=3; repeat=2; capture=.build/bench/capture.fstrm
+runs=3; repeat=2; capture=.build/bench/capture.fstrm; rpin=(); spin=()
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) runs=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --capture) capture=$2; shift 2 ;;
+    --pin) rpin=(taskset -c 1); spin=(taskset -c 0); shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -81,7 +84,7 @@ wait_port() { for _ in $(seq 200); do ss -Hltn "sport = :$1" | grep -q . && retu
 run_once() {
   local name=$1 sock=$work/s.sock; rm -f "$sock" "$work/wc"
   local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  local timed=(/usr/bin/time -f "%M %U %S" -o "$work/rss") target=(-u "$sock")
+  local timed=(/usr/bin/time -f "%M %U %S" -o "$work/rss" "${rpin[@]}") target=(-u "$sock")
   # The capture's responses carry the time it was made: a year-long TTL floor keeps them mapping
   # (instead of being skipped as expired), so the map does its full work on every response.
   local ttl=(-resolution-ttl-min 8760h -resolution-ttl-max 8760h)
@@ -115,7 +118,7 @@ run_once() {
   if [ "$name" = forwarder-tls ]; then
     printf 'foreground = yes\npid =\n[dnstap]\nclient = yes\naccept = %s\nconnect = 127.0.0.1:%s\ncert = %s\nkey = %s\nCAfile = %s\nverifyChain = yes\ncheckHost = bench-forwarder\n' \
       "$sock" "$port" "$tls/sender.crt" "$tls/sender.key" "$tls/ca.crt" > "$work/stunnel.conf"
-    stunnel4 "$work/stunnel.conf" 2>"$work/stunnel.log" & tunnel_pid=$!
+    "${spin[@]}" stunnel4 "$work/stunnel.conf" 2>"$work/stunnel.log" & tunnel_pid=$!
     for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
   fi
   local t0 t1; t0=$(date +%s.%N)
@@ -123,13 +126,13 @@ run_once() {
     local senders=() part
     for part in $(seq 0 15); do
       local part_args=(); for _ in $(seq "$repeat"); do part_args+=(-r "$work/part.$part.fstrm"); done
-      /usr/bin/time -f "%U %S" -o "$work/sender.$part" fstrm_replay -t protobuf:dnstap.Dnstap "${target[@]}" "${part_args[@]}" &
+      /usr/bin/time -f "%U %S" -o "$work/sender.$part" "${spin[@]}" fstrm_replay -t protobuf:dnstap.Dnstap "${target[@]}" "${part_args[@]}" &
       senders+=($!)
     done
     wait "${senders[@]}"
     for part in $(seq 0 15); do tail -1 "$work/sender.$part"; done | awk '{ u += $1; s += $2 } END { print u, s }' > "$work/sender"
   else
-    /usr/bin/time -f "%U %S" -o "$work/sender" fstrm_replay -t protobuf:dnstap.Dnstap "${target[@]}" "${replay_args[@]}"
+    /usr/bin/time -f "%U %S" -o "$work/sender" "${spin[@]}" fstrm_replay -t protobuf:dnstap.Dnstap "${target[@]}" "${replay_args[@]}"
   fi
   t1=$(date +%s.%N)
   if [ -n "$tunnel_pid" ]; then kill "$tunnel_pid" 2>/dev/null; wait "$tunnel_pid" 2>/dev/null || true; tunnel_pid=; fi
@@ -153,7 +156,7 @@ run_once() {
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-echo "capture: $capture, $messages messages per run ($repeat x), $runs runs, $(nproc) cores"
+echo "capture: $capture, $messages messages per run ($repeat x), $runs runs, $(nproc) cores$([ ${#rpin[@]} -gt 0 ] && echo ', receivers pinned to CPU 1, senders to CPU 0')"
 python3 scripts/bench/split-capture.py "$capture" 16 "$work/part" >/dev/null
 # Medians of the runs; CPU: user + system microseconds a message, the receiver's and the senders'.
 printf '%-18s %10s %36s %10s %14s %10s %10s\n' receiver "CPU us/msg" "msgs/s (each run)" median "peak RSS MiB" "sender" "events"
