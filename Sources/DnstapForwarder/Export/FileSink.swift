@@ -77,9 +77,17 @@ public final class FileSink: EventSink {
         while true {
             do {
                 try await worker.run { [self] in
-                    try scratch.withLines { lines in
-                        render(events, into: &lines)
-                        try lines.withUnsafeReadableBytes { try append($0) }
+                    if settings.format == .json {
+                        // Straight from the events' memory, as stdout does (`JSONLinesSink.writeLines`).
+                        let count = events.reduce(0) { $0 + $1.json.readableBytes + 1 }
+                        try scratch.withVectors { vectors in
+                            try append(count: count) { try JSONLinesSink.writeLines(events, to: $0, vectors: &vectors) }
+                        }
+                    } else {
+                        try scratch.withLines { lines in
+                            render(events, into: &lines)
+                            try lines.withUnsafeReadableBytes { bytes in try append(count: bytes.count) { try writeAll($0, bytes) } }
+                        }
                     }
                 }
                 if failing.exchange(false, ordering: .relaxed) {
@@ -122,7 +130,6 @@ public final class FileSink: EventSink {
     // MARK: - Rendering
 
     private func render(_ events: [ForwardedEvent], into lines: inout ByteBuffer) {
-        guard settings.format == .syslog else { return JSONLinesSink.appendLines(events, to: &lines) }
         // RFC 5424: <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG.
         // PRI 134 = facility local0 (16) * 8 + severity informational (6).
         let fixed = " \(settings.hostname) dnstap-forwarder \(processID) dnstap - "
@@ -133,18 +140,19 @@ public final class FileSink: EventSink {
 
     // MARK: - Writing (on the sink's own thread)
 
-    /// Appends whole lines; rotates first when they would take the file past its size limit. On a
-    /// failed write the file is cut back to where the batch began, so no torn line remains.
-    private func append(_ bytes: UnsafeRawBufferPointer) throws {
+    /// Appends `count` bytes of whole lines by `write` (given the descriptor); rotates first when
+    /// they would take the file past its size limit. On a failed write the file is cut back to where
+    /// the batch began, so no torn line remains.
+    private func append(count: Int, _ write: (CInt) throws -> Void) throws {
         try file.withLock { state in
             if state.fd < 0 { try Self.open(settings.path, into: &state) }
-            if state.size > 0, state.size + bytes.count > settings.maxFileBytes {
+            if state.size > 0, state.size + count > settings.maxFileBytes {
                 try rotate(&state)
             }
             let start = state.size
             do {
-                try writeAll(state.fd, bytes)
-                state.size += bytes.count
+                try write(state.fd)
+                state.size += count
             } catch {
                 _ = ftruncate(state.fd, off_t(start))
                 // Reopen on the next attempt: the path may have been replaced or its disk remounted.
