@@ -3,7 +3,7 @@
 /// name is written or turned into a String; every name was walked and checked while parsing).
 ///
 /// Valid only while `bytes` is. The event encoder parses, writes and forgets one within a frame, so
-/// its names go from the wire straight into the JSON (`JSONObjectWriter.field(_:name:at:)`) with no
+/// its names go from the wire straight into the JSON (`JSONObjectWriter.field(_:name:in:)`) with no
 /// String made for them.
 struct DNSWireMessage: DNSMessageHeader {
     let bytes: UnsafeRawBufferPointer

@@ -310,7 +310,7 @@ final class JSONObjectWriter {
         }
         // The usual label (letters, digits, hyphens) needs no escape: one copy.
         if label.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ".") && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: "\"") }) {
-            if let start = label.baseAddress { (base + count).update(from: start.assumingMemoryBound(to: UInt8.self), count: label.count) }
+            if let start = label.baseAddress { UnsafeMutableRawPointer(base + count).copyMemory(from: start, byteCount: label.count) }
             count += label.count
             return
         }
