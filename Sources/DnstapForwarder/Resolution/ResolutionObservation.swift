@@ -91,13 +91,11 @@ public enum ResolutionExtractor {
     public static func extract(
         from message: DNSMessage, seenAtMicros: Int64, into observations: inout [ResolutionObservation]
     ) -> Int {
-        guard message.isResponse, message.opcode == 0, message.rcode == 0,
-              let question = message.question, question.qclass == 1, !message.answers.isEmpty
+        guard let question = message.question,
+              mayMap(message, qclass: question.qclass, types: message.answers.prefix(maxAnswers).lazy.map(\.type))
         else { return 0 }
         let answers = message.answers
         let count = min(answers.count, maxAnswers)
-        // Records are read in place by index (no copy of each record and its strings).
-        guard (0..<count).contains(where: { answers[$0].type == 1 || answers[$0].type == 28 }) else { return 0 }
 
         let queried = question.name.asciiLowercased()
         var targets: [String] = []
@@ -141,11 +139,15 @@ public enum ResolutionExtractor {
         from message: DNSWireMessage, names: inout DNSNames.NameBuilder, seenAtMicros: Int64,
         into observations: inout [ResolutionObservation]
     ) -> Int {
-        let answers = message.answers.prefix(maxAnswers)
-        guard message.isResponse, message.opcode == 0, message.rcode == 0, message.question?.qclass == 1,
-              answers.contains(where: { $0.type == 1 || $0.type == 28 })
+        guard let question = message.question,
+              mayMap(message, qclass: question.qclass, types: message.answers.prefix(maxAnswers).lazy.map(\.type))
         else { return 0 }
         return extract(from: DNSMessage(message, names: &names), seenAtMicros: seenAtMicros, into: &observations)
+    }
+
+    /// A successful IN query answered with at least one address among the answers looked at.
+    private static func mayMap(_ header: some DNSMessageHeader, qclass: UInt16, types: some Sequence<UInt16>) -> Bool {
+        header.isResponse && header.opcode == 0 && header.rcode == 0 && qclass == 1 && types.contains { $0 == 1 || $0 == 28 }
     }
 }
 
