@@ -46,9 +46,7 @@ public final class DnstapListener: Service {
 
     private let settings: Settings
     private let registry: ConnectionRegistry
-    private let buffer: EventBuffer
     private let statistics: ForwarderStatistics
-    private let resolutionMap: ResolutionMap?
     private let shutdown: ShutdownCoordinator
     private let group: any EventLoopGroup
     private let logger: Logger
@@ -68,8 +66,8 @@ public final class DnstapListener: Service {
     private let namesSignals = Locked<UnixSignalsSequence?>(nil)
     /// `-transactions`: the queries waiting for their responses, shared by every connection; nil: off.
     public let transactions: TransactionTable?
-    /// The encoders the connections borrow for each read.
-    private let encoders: EncoderPool
+    /// What happens on each admitted connection.
+    private let connections: ConnectionServer
     /// Each connection's task runs on its channel's event loop (`EventLoopTaskExecutor`).
     private let executors: EventLoopTaskExecutors
 
@@ -85,10 +83,11 @@ public final class DnstapListener: Service {
         self.filter = filter
         self.settings = settings
         self.registry = registry
-        self.buffer = buffer
         self.statistics = statistics
-        self.resolutionMap = resolutionMap
-        self.encoders = EncoderPool(resolutionMap: resolutionMap)
+        self.connections = ConnectionServer(
+            maxFrameSize: settings.maxFrameSize, registry: registry, statistics: statistics, resolutionMap: resolutionMap,
+            filter: filter, transactions: transactions, encoders: EncoderPool(resolutionMap: resolutionMap),
+            intake: EventIntake(buffer: buffer, statistics: statistics), logger: logger)
         self.shutdown = shutdown
         self.group = group
         self.executors = EventLoopTaskExecutors(group: group)
@@ -190,7 +189,7 @@ public final class DnstapListener: Service {
         guard !queries.isEmpty else { return }
         let allocator = ByteBufferAllocator()
         statistics.transactions([.unanswered: queries.count])
-        await queue(HeldQuery.unansweredEvents(queries, allocator: allocator), logger: logger)
+        await connections.intake.queue(HeldQuery.unansweredEvents(queries, allocator: allocator), logger: logger)
     }
 
     /// Reads the names files again on each SIGHUP, until the shutdown begins.
@@ -333,7 +332,7 @@ public final class DnstapListener: Service {
             do {
                 if transport == .tls, let tls {
                     let session = TLSSessionHandler(
-                        record: record, onVerified: { [self] in logOpened($0) },
+                        record: record, onVerified: { [connections] in connections.logOpened($0) },
                         onRefused: { [self] record, reason, detail in logRefusal(reason, peer: record.peer, detail: detail) })
                     try channel.pipeline.syncOperations.addHandlers([NIOSSLServerHandler(context: tls.context), session])
                 } else if transport == .tcp || transport == .pdns {
@@ -379,13 +378,6 @@ public final class DnstapListener: Service {
         logger.warning("\(message)", metadata: metadata)
     }
 
-    private func logOpened(_ record: ConnectionRecord) {
-        logger.info(
-            "connection opened",
-            metadata: ["connection.id": "\(record.id)", "peer": "\(record.peer)", "sender": "\(record.sender ?? "?")",
-                       "transport": "\(record.transport.rawValue)", "active": "\(registry.active)"])
-    }
-
     static func describePeer(_ channel: any Channel, transport: ConnectionTransport) -> String {
         switch transport {
         case .tcp, .tls, .pdns: return channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "tcp:?"
@@ -401,143 +393,10 @@ public final class DnstapListener: Service {
                 for try await accepted in inbound {
                     guard case .connection(let channel, let record) = accepted else { continue }
                     group.addTask(executorPreference: executors.executor(for: channel.channel.eventLoop)) {
-                        await self.serve(channel, record: record)
+                        await self.connections.serve(channel, record: record)
                     }
                 }
             }
-        }
-    }
-
-    private func serve(_ channel: ConnectionChannel, record: ConnectionRecord) async {
-        var logger = self.logger
-        logger[metadataKey: "connection.id"] = "\(record.id)"
-        logger[metadataKey: "peer"] = "\(record.peer)"
-        if record.transport == .unix { record.setSender(await UnixPeerCredentials.sender(of: record.channel)) }
-        // A TLS connection is logged as opened once its handshake names the sender.
-        if record.transport != .tls { logOpened(record) }
-        if record.transport == .pdns {
-            let session = PowerDNSSession(record: record, maxFrameSize: settings.maxFrameSize, statistics: statistics)
-            await serve(channel, record: record, session: session, format: .powerDNS, logger: logger)
-        } else {
-            let session = FrameStreamsSession(record: record, maxFrameSize: settings.maxFrameSize, statistics: statistics, logger: logger)
-            await serve(channel, record: record, session: session, format: .dnstap, logger: logger)
-        }
-    }
-
-    private func serve<Session: ConnectionSession>(
-        _ channel: ConnectionChannel, record: ConnectionRecord, session: Session, format: InputFormat, logger: Logger
-    ) async {
-        var session = session
-        let lanes = EventEncodingLanes(
-            format: format, record: record, statistics: statistics, resolutionMap: resolutionMap, filter: filter,
-            transactions: transactions, pool: encoders, logger: logger)
-        var end: (reason: CloseReason, detail: String?) = (.peerClosed, nil)
-        var settled = false
-        // The sender's series in /metrics, found once the sender is known (a TLS one at its handshake).
-        var series: SenderSeries.Series?
-        var errorsReported = 0
-        func account(frames: Int, bytes: Int) {
-            if series == nil, let sender = record.sender, let found = statistics.senders.series(for: sender) {
-                series = found.series
-                if found.folded, statistics.senders.noteOverflow() {
-                    logger.warning(
-                        "more senders than -max-sender-series: the others share the series sender=\"other\" in /metrics",
-                        metadata: ["max_sender_series": "\(statistics.senders.limit)", "sender": "\(sender)"])
-                }
-            }
-            // No series (-max-sender-series 0, or no sender yet): nothing to read per read.
-            guard let series else { return }
-            let errors = record.decodeErrors.load(ordering: .relaxed)
-            series.record(
-                frames: frames, bytes: bytes, decodeErrors: errors - errorsReported,
-                nowSeconds: frames > 0 ? Double(WallClock.nowMicros()) / 1e6 : 0)
-            errorsReported = errors
-        }
-        // Counts the close and frees the slot. Done before FINISH is written, so a sender that
-        // has seen FINISH can reconnect at once and find its slot free.
-        func settle() {
-            guard !settled else { return }
-            settled = true
-            if let requested = record.closeRequest { end = (requested, end.detail) }
-            statistics.closed(end.reason)
-            registry.close(record, reason: end.reason)
-        }
-        do {
-            try await channel.executeThenClose { inbound, _ in
-                var iterator = inbound.makeAsyncIterator()
-                while true {
-                    var outcome: SessionOutcome
-                    var readBytes = 0
-                    if let bytes = try await iterator.next() {
-                        readBytes = bytes.readableBytes
-                        outcome = session.receive(bytes)
-                    } else {
-                        outcome = session.endOfInput()
-                    }
-                    if let reply = outcome.reply, reply.type != .finish {
-                        try await record.channel.writeAndFlush(reply.encoded(allocator: record.channel.allocator))
-                    }
-                    if !outcome.frames.isEmpty {
-                        await hand(await lanes.encode(outcome.frames), from: record, logger: logger)
-                        // PowerDNS's stream has no handshake and no resync: a message that does not
-                        // decode means the peer is not PowerDNS, and the connection ends.
-                        if format == .powerDNS, outcome.end == nil, lanes.takeFailures() > 0 {
-                            outcome.end = (.protocolError, "a message that is not a PowerDNS protobuf (PBDNSMessage)")
-                        }
-                    }
-                    account(frames: outcome.frames.count, bytes: readBytes)
-                    if let finished = outcome.end {
-                        end = finished
-                        settle()
-                        if let reply = outcome.reply, reply.type == .finish {
-                            // Unbound closes right after STOP without reading FINISH: still a clean end.
-                            try? await record.channel.writeAndFlush(reply.encoded(allocator: record.channel.allocator))
-                        }
-                        return
-                    }
-                }
-            }
-        } catch {
-            end = (.ioError, "\(error)")
-        }
-        let refusal = record.refusal
-        if let refusal { end = (.tlsRefused, refusal.detail) }
-        settle()
-        // A refused TLS connection was logged (rate-limited) as refused.
-        if refusal != nil { return }
-        let duration = NIODeadline.now() - record.startedAt
-        var metadata: Logger.Metadata = [
-            "reason": "\(end.reason.rawValue)",
-            "sender": "\(record.sender ?? "?")",
-            "duration_s": "\(Double(duration.nanoseconds / 1_000_000) / 1000)",
-            "frames": "\(record.frames.load(ordering: .relaxed))",
-            "bytes": "\(record.bytes.load(ordering: .relaxed))",
-            "decode_errors": "\(record.decodeErrors.load(ordering: .relaxed))",
-            "active": "\(registry.active)",
-        ]
-        if let detail = end.detail { metadata["detail"] = "\(detail)" }
-        switch end.reason {
-        case .protocolError, .ioError, .handshakeTimeout: logger.warning("connection closed", metadata: metadata)
-        default: logger.info("connection closed", metadata: metadata)
-        }
-    }
-
-    /// Hands events to the buffer, waiting (not reading) while it is full.
-    private func hand(_ events: [ForwardedEvent], from record: ConnectionRecord, logger: Logger) async {
-        guard !events.isEmpty else { return }
-        record.setWaitingForRoom(true)
-        await queue(events, logger: logger)
-        record.setWaitingForRoom(false)
-    }
-
-    /// Appends to the buffer (waiting for room), counting what it took and what arrived after it
-    /// closed.
-    private func queue(_ events: [ForwardedEvent], logger: Logger) async {
-        let refused = await buffer.append(events)
-        statistics.queued(events.count - refused)
-        if refused > 0 {
-            statistics.dropped(refused, reason: .shutdown)
-            logger.error("events arrived after the output closed; dropped", metadata: ["events": "\(refused)"])
         }
     }
 
