@@ -292,6 +292,30 @@ struct TransactionTests {
         #expect(encoder.takeFiltered() == [.messageType: 1])
     }
 
+    @Test("a transaction the names filter leaves out counts as filtered, not as an unmatched response; a kept response whose query was filtered does")
+    func filteredNotUnmatched() throws {
+        var encoder = DnstapEventEncoder()
+        encoder.transactions = Self.table(100)
+        encoder.filter = (FilterSettings(), NameSuffixSet(["ads.test"]), nil)
+        try encoder.append(frame: Self.query("x.ads.test", id: 1), receivedAtMicros: 1)
+        try encoder.append(frame: Self.response("x.ads.test", id: 1), receivedAtMicros: 2)
+        try encoder.append(frame: Self.query("kept.test", id: 2), receivedAtMicros: 1)
+        try encoder.append(frame: Self.response("kept.test", id: 2), receivedAtMicros: 2)
+        #expect(Self.events(&encoder).map { $0["query"] as? String } == ["kept.test"])
+        #expect(encoder.takeFiltered() == [.dropNames: 2])
+        #expect(encoder.takeTransactionOutcomes() == [.joined: 1])
+
+        // Queries left out by type: their responses are written alone, and are unmatched.
+        var settings = FilterSettings()
+        settings.messageTypes = ["CLIENT_RESPONSE"]
+        encoder.filter = (settings, nil, nil)
+        try encoder.append(frame: Self.query("t.test", id: 5), receivedAtMicros: 1)
+        try encoder.append(frame: Self.response("t.test", id: 5), receivedAtMicros: 2)
+        #expect(Self.events(&encoder).count == 1)
+        #expect(encoder.takeFiltered() == [.messageType: 1])
+        #expect(encoder.takeTransactionOutcomes() == [.unmatchedResponse: 1])
+    }
+
     @Test("PowerDNS: a query and its response join by messageId")
     func powerDNSJoin() throws {
         var encoder = DnstapEventEncoder()

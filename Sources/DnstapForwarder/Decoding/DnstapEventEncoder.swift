@@ -179,6 +179,9 @@ public struct DnstapEventEncoder {
     /// A response's join counted, and its query's time added to its event if that is kept.
     private mutating func join(_ query: HeldQuery?, verdict: FilterVerdict, facts: EventFacts, time: Int64) {
         guard let query else {
+            // Left out by a filter of names or types, its query was left out by the same filter and
+            // never held: it is counted as filtered, not as a response whose query went missing.
+            if case .drop(let reason) = verdict, reason != .sample { return }
             outcomes[.unmatchedResponse, default: 0] += 1
             return
         }
