@@ -269,24 +269,50 @@ start_hec_receiver() {
   for _ in $(seq 200); do grep -q "listening port=" "$work/hec.out" 2>/dev/null && break; sleep 0.05; done
   port=$(sed -n 's/listening port=//p' "$work/hec.out")
 }
-hec_rates=()
-for _ in $(seq "$runs"); do
-  start_hec_receiver --expect "$messages"
+# hec_run EXPECTED FLAGS...: one replay into HEC through the forwarder (with FLAGS), until the
+# receiver has EXPECTED events; prints "events_per_s bytes_per_s peak_kib bytes wire_bytes" (bytes:
+# the request bodies decompressed, what Splunk ingests with the envelopes; wire: as sent, gzip).
+hec_run() {
+  local expected=$1; shift
+  start_hec_receiver --expect "$expected"
   sock=$work/h.sock; rm -f "$sock"
-  /usr/bin/time -f %M -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" \
+  /usr/bin/time -f %M -o "$work/rss" "$forwarder" "${fwd[@]}" -unix-socket "$sock" "$@" \
     -output-type hec -hec-url "http://127.0.0.1:$port/services/collector" -hec-token bench "${hec_flags[@]}" >/dev/null 2>"$work/hec-fwd.log" &
   receiver_pid=$!
   for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
   t0=$(date +%s.%N)
   fstrm_replay -t protobuf:dnstap.Dnstap -u "$sock" "${replay_args[@]}"
-  wait "$hec_pid"; hec_pid=
+  # Every event in, or at most 5 minutes (a count that never comes is reported, not waited for).
+  for _ in $(seq 3000); do kill -0 "$hec_pid" 2>/dev/null || break; sleep 0.1; done
+  kill "$hec_pid" 2>/dev/null && echo "HEC receiver: $expected events expected, not all came" >&2
+  wait "$hec_pid" 2>/dev/null || true; hec_pid=
   t1=$(date +%s.%N)
   pkill -TERM -P "$receiver_pid" 2>/dev/null || true
   wait "$receiver_pid" 2>/dev/null || true; receiver_pid=
-  hec_rates+=("$(awk -v n="$messages" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }') $(tail -1 "$work/rss")")
+  local got; got=$(grep '^events=' "$work/hec.out")
+  awk -v a="$t0" -v b="$t1" -v r="$(tail -1 "$work/rss")" -v g="$got" 'BEGIN {
+    split(g, f, /[ =]/); printf "%.0f %.0f %d %d %d\n", f[2] / (b - a), f[4] / (b - a), r, f[4], f[6] }'
+}
+hec_plain=(); hec_joined=()
+# -transactions writes as many events as the pipe runs above counted.
+joined_events=$(( $(volume transactions 1) ))
+for _ in $(seq "$runs"); do
+  hec_plain+=("$(hec_run "$messages")")
+  hec_joined+=("$(hec_run "$joined_events" -transactions)")
 done
-rates=$(printf '%s\n' "${hec_rates[@]}" | awk '{print $1}')
-echo "HEC (${hec_flags[*]}): events/s delivered $(echo "$rates" | paste -sd,), median $(echo "$rates" | median); peak RSS $(mib "$(printf '%s\n' "${hec_rates[@]}" | awk '{print $2}' | sort -n | tail -1)") MiB"
+hec_line() {
+  local rates bytes
+  rates=$(printf '%s\n' "$@" | awk '{print $1}'); bytes=$(printf '%s\n' "$@" | awk '{print $2}')
+  printf 'events/s delivered %s (median %s), bytes/s %s (median %s); peak RSS %s MiB; bytes a run %s (gzip on the wire %s)' \
+    "$(echo "$rates" | paste -sd,)" "$(echo "$rates" | median)" "$(echo "$bytes" | paste -sd,)" "$(echo "$bytes" | median)" \
+    "$(mib "$(printf '%s\n' "$@" | awk '{print $3}' | sort -n | tail -1)")" \
+    "$(printf '%s\n' "$@" | awk '{print $4}' | median)" "$(printf '%s\n' "$@" | awk '{print $5}' | median)"
+}
+echo "HEC (${hec_flags[*]}): $(hec_line "${hec_plain[@]}")"
+echo "HEC -transactions: $(hec_line "${hec_joined[@]}")"
+awk -v p="$(printf '%s\n' "${hec_plain[@]}" | awk '{print $4}' | median)" -v t="$(printf '%s\n' "${hec_joined[@]}" | awk '{print $4}' | median)" \
+  -v pw="$(printf '%s\n' "${hec_plain[@]}" | awk '{print $5}' | median)" -v tw="$(printf '%s\n' "${hec_joined[@]}" | awk '{print $5}' | median)" \
+  'BEGIN { printf "HEC bytes with -transactions / plain: %.3f (on the wire, gzip: %.3f)\n", t / p, tw / pw }'
 
 # HEC stalled (the receiver never answers): memory must stay bounded by the buffer settings.
 start_hec_receiver --stall
