@@ -295,23 +295,22 @@ hec_run() {
 }
 hec_plain=(); hec_joined=()
 # -transactions writes as many events as the pipe runs above counted.
-joined_events=$(( $(volume transactions 1) ))
+joined_events=$(volume transactions 1)
 for _ in $(seq "$runs"); do
   hec_plain+=("$(hec_run "$messages")")
   hec_joined+=("$(hec_run "$joined_events" -transactions)")
 done
+# column N LINE...: field N of each line.
+column() { local n=$1; shift; printf '%s\n' "$@" | awk -v n="$n" '{ print $n }'; }
 hec_line() {
-  local rates bytes
-  rates=$(printf '%s\n' "$@" | awk '{print $1}'); bytes=$(printf '%s\n' "$@" | awk '{print $2}')
   printf 'events/s delivered %s (median %s), bytes/s %s (median %s); peak RSS %s MiB; bytes a run %s (gzip on the wire %s)' \
-    "$(echo "$rates" | paste -sd,)" "$(echo "$rates" | median)" "$(echo "$bytes" | paste -sd,)" "$(echo "$bytes" | median)" \
-    "$(mib "$(printf '%s\n' "$@" | awk '{print $3}' | sort -n | tail -1)")" \
-    "$(printf '%s\n' "$@" | awk '{print $4}' | median)" "$(printf '%s\n' "$@" | awk '{print $5}' | median)"
+    "$(column 1 "$@" | paste -sd,)" "$(column 1 "$@" | median)" "$(column 2 "$@" | paste -sd,)" "$(column 2 "$@" | median)" \
+    "$(mib "$(column 3 "$@" | sort -n | tail -1)")" "$(column 4 "$@" | median)" "$(column 5 "$@" | median)"
 }
 echo "HEC (${hec_flags[*]}): $(hec_line "${hec_plain[@]}")"
 echo "HEC -transactions: $(hec_line "${hec_joined[@]}")"
-awk -v p="$(printf '%s\n' "${hec_plain[@]}" | awk '{print $4}' | median)" -v t="$(printf '%s\n' "${hec_joined[@]}" | awk '{print $4}' | median)" \
-  -v pw="$(printf '%s\n' "${hec_plain[@]}" | awk '{print $5}' | median)" -v tw="$(printf '%s\n' "${hec_joined[@]}" | awk '{print $5}' | median)" \
+awk -v p="$(column 4 "${hec_plain[@]}" | median)" -v t="$(column 4 "${hec_joined[@]}" | median)" \
+  -v pw="$(column 5 "${hec_plain[@]}" | median)" -v tw="$(column 5 "${hec_joined[@]}" | median)" \
   'BEGIN { printf "HEC bytes with -transactions / plain: %.3f (on the wire, gzip: %.3f)\n", t / p, tw / pw }'
 
 # HEC stalled (the receiver never answers): memory must stay bounded by the buffer settings.
