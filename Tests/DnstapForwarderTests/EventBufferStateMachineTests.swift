@@ -58,18 +58,48 @@ struct EventBufferStateMachineTests {
         #expect(batch(machine.nextBatch(maxCount: 5, backlogCount: 20, flushInterval: .seconds(1), now: Self.t0)) == Array(20..<25))
     }
 
-    @Test("the consumer is woken by the first element when idle, by a full batch when some are queued")
+    @Test("an idle consumer sleeps on through the first element, whose producer arms its flush timer; a full batch wakes it")
     func consumerWake() {
         var machine = Machine(capacity: 100)
-        let waitsIdle = machine.consumerWaits(maxCount: 3, hasDeadline: false)
+        let waitsIdle = machine.consumerWaits(maxCount: 3, hasDeadline: false, flushInterval: .seconds(1))
         #expect(waitsIdle)
-        #expect(machine.append([1][...], now: Self.t0) == .appended(taken: 1, wakeConsumer: true), "the first element starts its timer")
-        let waitsPartial = machine.consumerWaits(maxCount: 3, hasDeadline: true)
-        #expect(waitsPartial)
-        #expect(machine.append([2][...], now: Self.t0) == .appended(taken: 1, wakeConsumer: false))
+        #expect(
+            machine.append([1][...], now: Self.t0) == .appended(taken: 1, wakeConsumer: false, armFlushAt: Self.t0 + .seconds(1)),
+            "the first element arms the flush timer, a second after it; the consumer is not woken")
+        #expect(machine.append([2][...], now: Self.t0 + .milliseconds(5)) == .appended(taken: 1, wakeConsumer: false), "armed once")
         #expect(machine.append([3][...], now: Self.t0) == .appended(taken: 1, wakeConsumer: true), "a full batch")
-        let waitsWithFullBatch = machine.consumerWaits(maxCount: 3, hasDeadline: true)
+        let waitsWithFullBatch = machine.consumerWaits(maxCount: 3, hasDeadline: true, flushInterval: .seconds(1))
         #expect(!waitsWithFullBatch, "a full batch is there: no wait")
+    }
+
+    @Test("a first append that fills a batch wakes the consumer and arms nothing; a consumer with a deadline arms its own timer")
+    func consumerWakeAtOnceOrOwnTimer() {
+        var machine = Machine(capacity: 100)
+        let waitsIdle = machine.consumerWaits(maxCount: 3, hasDeadline: false, flushInterval: .seconds(1))
+        #expect(waitsIdle)
+        #expect(machine.append([1, 2, 3, 4][...], now: Self.t0) == .appended(taken: 4, wakeConsumer: true))
+        machine.consumerWoke()
+        // Three go out, one is left: the consumer waits with that one's deadline, its own timer.
+        #expect(batch(machine.nextBatch(maxCount: 3, backlogCount: 3, flushInterval: .seconds(1), now: Self.t0)) == [1, 2, 3])
+        let waitsPartial = machine.consumerWaits(maxCount: 3, hasDeadline: true, flushInterval: .seconds(1))
+        #expect(waitsPartial)
+        #expect(machine.append([5][...], now: Self.t0) == .appended(taken: 1, wakeConsumer: false), "not the first element: nothing to arm")
+        // Its timer fired: a wait on an empty queue later is armed again by the next first element.
+        machine.consumerWoke()
+        #expect(batch(machine.nextBatch(maxCount: 3, backlogCount: 3, flushInterval: .seconds(1), now: Self.t0 + .seconds(1))) == [4, 5])
+        let waitsAgain = machine.consumerWaits(maxCount: 3, hasDeadline: false, flushInterval: .seconds(2))
+        #expect(waitsAgain)
+        #expect(machine.append([6][...], now: Self.t0 + .seconds(3)) == .appended(taken: 1, wakeConsumer: false, armFlushAt: Self.t0 + .seconds(5)))
+    }
+
+    @Test("closing wakes a consumer waiting on an empty queue and leaves no timer to arm")
+    func closingIdleConsumer() {
+        var machine = Machine(capacity: 10)
+        let waitsIdle = machine.consumerWaits(maxCount: 3, hasDeadline: false, flushInterval: .seconds(1))
+        #expect(waitsIdle)
+        let (wake, _) = machine.close()
+        #expect(wake)
+        #expect(machine.flushTimerToArm == nil)
     }
 
     @Test("closing wakes everyone; the rest drains, then the consumer is finished; later appends are refused")
@@ -78,7 +108,7 @@ struct EventBufferStateMachineTests {
         _ = machine.append([1, 2][...], now: Self.t0)
         let producerWaits = machine.producerWaits(5)
         #expect(producerWaits)
-        let consumerWaits = machine.consumerWaits(maxCount: 10, hasDeadline: true)
+        let consumerWaits = machine.consumerWaits(maxCount: 10, hasDeadline: true, flushInterval: .hours(1))
         #expect(consumerWaits)
         let (wake, producers) = machine.close()
         #expect(wake && producers == [5])

@@ -45,6 +45,30 @@ struct EventBufferTests {
         #expect(texts(await batch) == ["0", "1", "2"])
     }
 
+    @Test(
+        "a consumer parked on an empty queue gets a partial batch by the flush timer its first element's producer armed, on its own event loop or the timer loop",
+        .timeLimit(.minutes(1)), arguments: [true, false])
+    func flushTimerArmedByProducer(onEventLoop: Bool) async {
+        let buffer = EventBuffer(capacity: 100, timerLoop: MultiThreadedEventLoopGroup.singleton.next())
+        let interval = TimeAmount.milliseconds(30)
+        async let batch = buffer.nextBatch(maxCount: 10, flushInterval: interval)
+        while !buffer.consumerIsWaiting { await Task.yield() }
+        let start = NIODeadline.now()
+        let events = events(3)
+        if onEventLoop {
+            // As a connection's task does it: on its channel's event loop.
+            let executor = EventLoopTaskExecutor(MultiThreadedEventLoopGroup.singleton.next())
+            await Task(executorPreference: executor) {
+                #expect(MultiThreadedEventLoopGroup.currentEventLoop != nil)
+                return await buffer.append(events)
+            }.value
+        } else {
+            _ = await buffer.append(events)
+        }
+        #expect(texts(await batch) == ["0", "1", "2"])
+        #expect(NIODeadline.now() - start >= interval, "handed over by the flush timer, not before")
+    }
+
     @Test("when full, append waits until the consumer frees room: nothing is dropped")
     func backpressure() async {
         let buffer = EventBuffer(capacity: 10, timerLoop: MultiThreadedEventLoopGroup.singleton.next())
@@ -120,7 +144,7 @@ struct JSONLinesSinkTests {
         #expect(pipe(&ends) == 0)
         defer { close(ends[0]) }
         #expect(Self.pipeSize(ends[1]) < JSONLinesSink.pipeBufferBytes, "Linux's default is 64 KiB")
-        let sink = JSONLinesSink(fileDescriptor: ends[1], eventLoop: MultiThreadedEventLoopGroup.singleton.next())
+        let sink = JSONLinesSink(fileDescriptor: ends[1])
         // Required: otherwise the write below would wait for a reader that never comes.
         try #require(Self.pipeSize(ends[1]) == JSONLinesSink.pipeBufferBytes)
         // 1,000 lines of 700 bytes: more than the default buffer, less than the new one; the write

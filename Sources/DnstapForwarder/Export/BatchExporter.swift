@@ -73,17 +73,26 @@ public final class BatchExporter: Service {
     /// Takes batches until the buffer is closed and drained, with up to `sink.maxConcurrentWrites`
     /// writes in flight (one for stdout, so lines stay in order), then flushes the sink.
     private func exportUntilDrained() async {
-        let slots = WriteSlots(count: max(1, sink.maxConcurrentWrites))
         let backlogCount = sink.backlogWriteLimit(batchSize: batchSize)
-        await withDiscardingTaskGroup { group in
+        if sink.maxConcurrentWrites <= 1 {
+            // One write at a time (stdout, a file): written by this task rather than by a child task
+            // a batch (each one a thread woken); the next batch is taken once this one is written,
+            // with what came meanwhile.
             while let batch = await buffer.nextBatch(maxCount: batchSize, backlogCount: backlogCount, flushInterval: flushInterval) {
-                guard await slots.acquire() else {
-                    undelivered(batch)
-                    return
-                }
-                group.addTask {
-                    await self.deliver(batch)
-                    slots.release()
+                await deliver(batch)
+            }
+        } else {
+            let slots = WriteSlots(count: sink.maxConcurrentWrites)
+            await withDiscardingTaskGroup { group in
+                while let batch = await buffer.nextBatch(maxCount: batchSize, backlogCount: backlogCount, flushInterval: flushInterval) {
+                    guard await slots.acquire() else {
+                        undelivered(batch)
+                        return
+                    }
+                    group.addTask {
+                        await self.deliver(batch)
+                        slots.release()
+                    }
                 }
             }
         }

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 
 /// The bounded buffer between the connections and the output: `EventBufferStateMachine` behind a
 /// lock, with the waiting tasks' continuations beside it.
@@ -49,6 +50,9 @@ public final class EventBuffer: Sendable {
         return oldest.map { NIODeadline.now() - $0 } ?? .zero
     }
 
+    /// Whether the consumer is parked in `nextBatch` (for tests).
+    var consumerIsWaiting: Bool { state.withLock { $0.consumerID != nil } }
+
     // MARK: - Producers
 
     /// Appends `events` in order, waiting for room as needed. Returns how many were *not* taken
@@ -58,11 +62,15 @@ public final class EventBuffer: Sendable {
         while index < events.count {
             let (action, consumer) = state.withLock { state -> (EventBufferStateMachine<ForwardedEvent>.AppendAction, CheckedContinuation<Void, Never>?) in
                 let action = state.machine.append(events[index...], now: .now())
-                guard case .appended(_, true) = action else { return (action, nil) }
-                return (action, state.takeConsumer())
+                guard case .appended(_, let wake, let armFlushAt) = action else { return (action, nil) }
+                if wake { return (action, state.takeConsumer()) }
+                // On the producer's own event loop (a connection's task runs there): no thread is
+                // woken to arm it, nor, mostly, to cancel it when the batch fills first.
+                if let armFlushAt { state.consumerTimer = armFlushTimer(deadline: armFlushAt, on: MultiThreadedEventLoopGroup.currentEventLoop) }
+                return (action, nil)
             }
             consumer?.resume()
-            guard case .appended(let taken, _) = action else { return events.count - index }
+            guard case .appended(let taken, _, _) = action else { return events.count - index }
             index += taken
             if index == events.count { break }
             if Task.isCancelled { return events.count - index }
@@ -87,26 +95,31 @@ public final class EventBuffer: Sendable {
             switch action {
             case .batch(let batch): return batch
             case .finished: return nil
-            case .wait(let deadline): await waitForConsumerWake(maxCount: maxCount, deadline: deadline)
+            case .wait(let deadline): await waitForConsumerWake(maxCount: maxCount, deadline: deadline, flushInterval: flushInterval)
             }
         }
         return nil
     }
 
-    private func waitForConsumerWake(maxCount: Int, deadline: NIODeadline?) async {
+    private func waitForConsumerWake(maxCount: Int, deadline: NIODeadline?, flushInterval: TimeAmount) async {
         await state.wait(in: \.consumer, onCancel: ()) { state, id in
-            guard state.machine.consumerWaits(maxCount: maxCount, hasDeadline: deadline != nil) else { return () }
-            state.consumerID = id
-            if let deadline {
-                state.consumerTimer = timerLoop.scheduleTask(deadline: deadline) { [self] in
-                    self.state.withLock { $0.takeConsumer() }?.resume()
-                }
+            guard state.machine.consumerWaits(maxCount: maxCount, hasDeadline: deadline != nil, flushInterval: flushInterval) else {
+                return ()
             }
+            state.consumerID = id
+            if let deadline { state.consumerTimer = armFlushTimer(deadline: deadline, on: nil) }
             return nil
         }
         // Cancelled: drop the timer and the consumer's registration.
         state.withLock { state in
             if state.consumerID != nil, Task.isCancelled { _ = state.takeConsumer() }
+        }
+    }
+
+    /// The consumer's flush timer, on `loop` (the caller's own) or else the timer loop.
+    private func armFlushTimer(deadline: NIODeadline, on loop: (any EventLoop)?) -> Scheduled<Void> {
+        (loop ?? timerLoop).scheduleTask(deadline: deadline) { [self] in
+            self.state.withLock { $0.takeConsumer() }?.resume()
         }
     }
 

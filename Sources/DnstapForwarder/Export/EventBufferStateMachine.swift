@@ -18,6 +18,9 @@ struct EventBufferStateMachine<Element> {
     private(set) var waitingProducers: [UInt64] = []
     /// The consumer's wait, if it waits: the queue length that wakes it.
     private(set) var consumerWakeCount: Int?
+    /// The consumer waits on an empty queue: its flush interval, for the producer of the first
+    /// element to arm its timer with (so the consumer is not woken just to arm it).
+    private(set) var flushTimerToArm: TimeAmount?
 
     init(capacity: Int) {
         precondition(capacity > 0)
@@ -30,8 +33,9 @@ struct EventBufferStateMachine<Element> {
     // MARK: - Producers
 
     enum AppendAction: Equatable {
-        /// `taken` elements went in; wake the consumer if it was waiting for them.
-        case appended(taken: Int, wakeConsumer: Bool)
+        /// `taken` elements went in; wake the consumer if it was waiting for them, or else arm its
+        /// flush timer for `armFlushAt` when set (the first element of an empty queue).
+        case appended(taken: Int, wakeConsumer: Bool, armFlushAt: NIODeadline? = nil)
         /// Closed: nothing is taken any more.
         case closed
     }
@@ -41,9 +45,13 @@ struct EventBufferStateMachine<Element> {
         guard !closed else { return .closed }
         let count = min(room, elements.count)
         guard count > 0 else { return .appended(taken: 0, wakeConsumer: false) }
-        if queue.isEmpty { oldestEnqueuedAt = now }
+        let first = queue.isEmpty
+        if first { oldestEnqueuedAt = now }
         queue.append(contentsOf: elements.prefix(count))
-        return .appended(taken: count, wakeConsumer: takeConsumerIfDue())
+        if takeConsumerIfDue() { return .appended(taken: count, wakeConsumer: true) }
+        guard first, let interval = flushTimerToArm else { return .appended(taken: count, wakeConsumer: false) }
+        flushTimerToArm = nil
+        return .appended(taken: count, wakeConsumer: false, armFlushAt: now + interval)
     }
 
     /// A producer with elements left over: true to go on at once (room, or closed), false to wait.
@@ -81,15 +89,22 @@ struct EventBufferStateMachine<Element> {
     }
 
     /// The consumer is about to wait: false to go on at once (something changed), true to wait.
-    mutating func consumerWaits(maxCount: Int, hasDeadline: Bool) -> Bool {
+    /// `hasDeadline`: the consumer arms its own timer (something is queued); otherwise the queue is
+    /// empty and the producer of the first element arms it, for `flushInterval` after that element.
+    mutating func consumerWaits(maxCount: Int, hasDeadline: Bool, flushInterval: TimeAmount) -> Bool {
         if closed || queue.count >= maxCount || (!hasDeadline && !queue.isEmpty) { return false }
-        // Woken by a full batch, or by the first element when nothing is queued (to start its timer).
-        consumerWakeCount = queue.isEmpty ? 1 : maxCount
+        // Woken by a full batch, or by its flush timer. Waking it for the first element only to arm
+        // that timer cost a thread wake-up a batch (two with the timer's hop to its event loop).
+        consumerWakeCount = maxCount
+        flushTimerToArm = hasDeadline ? nil : flushInterval
         return true
     }
 
     /// The consumer's wait ended (its timer fired, or it was cancelled).
-    mutating func consumerWoke() { consumerWakeCount = nil }
+    mutating func consumerWoke() {
+        consumerWakeCount = nil
+        flushTimerToArm = nil
+    }
 
     /// The consumer has finished with `count` elements: their room is free; these producers go on.
     mutating func complete(_ count: Int) -> [UInt64] {
@@ -117,6 +132,7 @@ struct EventBufferStateMachine<Element> {
     private mutating func takeConsumerIfDue() -> Bool {
         guard let wake = consumerWakeCount, closed || queue.count >= wake else { return false }
         consumerWakeCount = nil
+        flushTimerToArm = nil
         return true
     }
 

@@ -57,13 +57,12 @@ public final class FileSink: EventSink {
     }
 
     public init(
-        settings: FileOutputSettings, statistics: ForwarderStatistics, logger: Logger,
-        eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        settings: FileOutputSettings, statistics: ForwarderStatistics, logger: Logger
     ) throws {
         self.settings = settings
         self.statistics = statistics
         self.logger = logger
-        worker = BlockingWorker(eventLoop: eventLoop)
+        worker = BlockingWorker()
         // Fail at start, in plain words, when the file cannot be opened at all.
         try file.withLock { try Self.open(settings.path, into: &$0) }
     }

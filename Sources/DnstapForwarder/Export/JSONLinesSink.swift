@@ -10,9 +10,9 @@ public final class JSONLinesSink: EventSink {
     private let worker: BlockingWorker
     private let scratch = LineScratch()
 
-    public init(fileDescriptor: CInt = 1, eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()) {
+    public init(fileDescriptor: CInt = 1) {
         self.fileDescriptor = fileDescriptor
-        self.worker = BlockingWorker(eventLoop: eventLoop)
+        self.worker = BlockingWorker()
         Self.widenPipe(fileDescriptor)
     }
 

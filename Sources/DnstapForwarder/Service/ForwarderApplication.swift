@@ -134,11 +134,11 @@ public final class ForwarderApplication: Sendable {
     ) throws -> any EventSink {
         switch configuration.output {
         case .stdout:
-            return JSONLinesSink(fileDescriptor: 1, eventLoop: eventLoopGroup.next())
+            return JSONLinesSink(fileDescriptor: 1)
         case .file:
             var settings = configuration.file
             settings.hostname = configuration.hec.host ?? HECSink.hostname()
-            return try FileSink(settings: settings, statistics: statistics, logger: logger.with(component: "file"), eventLoop: eventLoopGroup.next())
+            return try FileSink(settings: settings, statistics: statistics, logger: logger.with(component: "file"))
         case .hec(let endpoints, let token):
             // The spool first: it can fail to open, and then no HTTP client is left to shut down.
             let spool = try configuration.hec.spoolPath.map {

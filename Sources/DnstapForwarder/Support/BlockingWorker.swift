@@ -9,25 +9,33 @@ import NIOPosix
 /// joins, so it can never hold the process's exit. Calls run one after another, in order.
 final class BlockingWorker: Sendable {
     private let pool = NIOThreadPool(numberOfThreads: 1)
-    private let eventLoop: any EventLoop
 
-    init(eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()) {
-        self.eventLoop = eventLoop
+    init() {
         pool.start()
     }
 
     /// Runs `body` on the worker's thread; throws `CancellationError` if the task is cancelled
     /// before it returns (the call is abandoned, not interrupted).
+    ///
+    /// The caller is resumed from the worker's thread itself: a call costs one hand-over to the
+    /// worker and one back to the caller's executor, and no event loop is woken in between.
     func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try Task.checkCancellation()
-        // Registered on this call's own future, which completes when the call returns: nothing
-        // outlives the call but the call itself.
-        let future = pool.runIfActive(eventLoop: eventLoop, body)
+        // Whoever takes the continuation resumes it: the worker with the result, or cancellation.
+        // Nothing is registered anywhere that outlives the call.
         let outcome = Locked<CheckedContinuation<T, any Error>?>(nil)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
                 outcome.withLock { $0 = continuation }
-                future.whenComplete { result in outcome.withLock { $0.take() }?.resume(with: result) }
+                pool.submit { state in
+                    // Abandoned before it started (cancelled, or the pool is stopping): not run.
+                    guard state == .active, outcome.withLock({ $0 != nil }) else {
+                        outcome.withLock { $0.take() }?.resume(throwing: CancellationError())
+                        return
+                    }
+                    let result = Result(catching: body)
+                    outcome.withLock { $0.take() }?.resume(with: result)
+                }
                 if Task.isCancelled { outcome.withLock { $0.take() }?.resume(throwing: CancellationError()) }
             }
         } onCancel: {
