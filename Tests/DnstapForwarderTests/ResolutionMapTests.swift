@@ -103,45 +103,58 @@ struct ResolutionExtractorTests {
         #expect(encoder.takeEvents().count == 5)
     }
 
-    @Test("the same response again in the same second is not extracted again; the next second it is")
-    func repeatsWithinASecond() throws {
-        let recent = RecentResponses(slots: 64)
+    @Test("the same answer again within the window (another ID, TTLs counted down, another connection) is not extracted again; after it, it is")
+    func repeatsWithinTheWindow() throws {
+        let recent = RecentResponses(slots: 64, windowSeconds: 5)
         var first = DnstapEventEncoder(collectResolutions: true, recentResponses: recent)
         var second = DnstapEventEncoder(collectResolutions: true, recentResponses: recent)  // another connection
-        func frame(id: UInt16, at seconds: UInt64, address: UInt8 = 7) -> ByteBuffer {
-            let answer = DNSWireBuilder.response(id: id, name: "popular.test", answers: [.a("popular.test", [192, 0, 2, address])])
+        func frame(id: UInt16, at seconds: UInt64, address: UInt8 = 7, ttl: UInt32 = 300) -> ByteBuffer {
+            let answer = DNSWireBuilder.response(
+                id: id, name: "www.popular.test",
+                answers: [.cname("www.popular.test", "popular.test", ttl: ttl), .a("popular.test", [192, 0, 2, address], ttl: ttl)])
             return ByteBuffer(bytes: DnstapBuilder.message(type: .clientResponse, response: answer, responseTime: (seconds, 5)))
         }
-        try first.append(frame: frame(id: 1, at: 1_700_000_000), receivedAtMicros: 0)
-        try first.append(frame: frame(id: 2, at: 1_700_000_000), receivedAtMicros: 0)  // another ID: the same answer
-        try second.append(frame: frame(id: 3, at: 1_700_000_000), receivedAtMicros: 0)
+        let t = UInt64(1_700_000_000)
+        try first.append(frame: frame(id: 1, at: t), receivedAtMicros: 0)
+        try first.append(frame: frame(id: 2, at: t), receivedAtMicros: 0)  // another ID: the same answer
+        try second.append(frame: frame(id: 3, at: t + 4, ttl: 296), receivedAtMicros: 0)  // from a cache, 4 s on
         #expect(first.takeResolutions().observations.count == 1)
         #expect(second.takeResolutions().observations.isEmpty)
-        try second.append(frame: frame(id: 4, at: 1_700_000_000, address: 8), receivedAtMicros: 0)  // a different answer
-        try first.append(frame: frame(id: 5, at: 1_700_000_001), receivedAtMicros: 0)  // the next second
+        try second.append(frame: frame(id: 4, at: t + 1, address: 8), receivedAtMicros: 0)  // a different answer
+        try first.append(frame: frame(id: 5, at: t + 5, ttl: 295), receivedAtMicros: 0)  // the window has passed
         #expect(second.takeResolutions().observations.map(\.address) == [IPAddressKey("192.0.2.8")!])
-        #expect(first.takeResolutions().observations.map(\.address) == [IPAddressKey("192.0.2.7")!])
+        let renewed = first.takeResolutions().observations
+        #expect(renewed.map(\.address) == [IPAddressKey("192.0.2.7")!])
+        #expect(renewed.first?.ttl == 295 && renewed.first?.seenAtMicros == Int64(t + 5) * 1_000_000)
         #expect(first.takeEvents().count == 3 && second.takeEvents().count == 2, "every response still gives its event")
     }
 
-    @Test("a probe taken before parsing is checked later, after other probes; the ID does not count; too short gives no probe")
+    @Test("a probe is checked later, after other probes; the ID and the answers' TTLs do not count, the rest does; no answer section gives no probe")
     func probeThenCheck() {
-        let recent = RecentResponses(slots: 64)
-        let response: [UInt8] = [0x12, 0x34] + Array("an answer of some length".utf8)
-        let sameButID: [UInt8] = [0xAB, 0xCD] + response.dropFirst(2)
-        response.withUnsafeBytes { bytes in
-            sameButID.withUnsafeBytes { again in
-                let early = recent.probe(bytes)!
-                let later = recent.probe(again)!  // probed before the first is checked
-                #expect(!recent.seenBefore(early, second: 100))
-                #expect(recent.seenBefore(later, second: 100))
-                #expect(!recent.seenBefore(recent.probe(again)!, second: 101))
-                #expect(recent.seenBefore(recent.probe(bytes)!, second: 101))
+        let recent = RecentResponses(slots: 64, windowSeconds: 1)
+        func check(_ bytes: [UInt8], second: Int64) -> Bool? {
+            bytes.withUnsafeBytes { raw in
+                var scratch = DNSParseScratch()
+                let message = DNSWireMessage(parsing: raw, scratch: &scratch)
+                return recent.probe(message).map { recent.seenBefore($0, second: second) }
             }
         }
-        [UInt8]([1, 2]).withUnsafeBytes { short in
-            #expect(recent.probe(short) == nil)
+        let response = DNSWireBuilder.response(id: 1, name: "a.test", answers: [.a("a.test", [192, 0, 2, 1], ttl: 60)])
+        let sameButIDAndTTL = DNSWireBuilder.response(id: 2, name: "a.test", answers: [.a("a.test", [192, 0, 2, 1], ttl: 59)])
+        let otherAddress = DNSWireBuilder.response(id: 1, name: "a.test", answers: [.a("a.test", [192, 0, 2, 2], ttl: 60)])
+        response.withUnsafeBytes { raw in
+            sameButIDAndTTL.withUnsafeBytes { again in
+                var scratch = DNSParseScratch()
+                let early = recent.probe(DNSWireMessage(parsing: raw, scratch: &scratch))!
+                let later = recent.probe(DNSWireMessage(parsing: again, scratch: &scratch))!  // probed before the first is checked
+                #expect(!recent.seenBefore(early, second: 100))
+                #expect(recent.seenBefore(later, second: 100))
+            }
         }
+        #expect(check(otherAddress, second: 100) == false)
+        #expect(check(sameButIDAndTTL, second: 101) == false, "a window of one second: the next second records it again")
+        #expect(check(response, second: 101) == true)
+        #expect(check([1, 2, 3], second: 100) == nil, "too short for a header")
     }
 }
 

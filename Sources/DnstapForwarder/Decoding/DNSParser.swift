@@ -17,6 +17,8 @@ struct DNSWireMessage: DNSMessageHeader {
     var answers: [Record] = []
     var edns: EDNS?
     var parseError: DNSParseError?
+    /// Where the answer section ends in `bytes` (0 when it did not parse).
+    var answerSectionEnd = 0
 
     struct Question {
         /// Where the name starts in `bytes`.
@@ -32,6 +34,8 @@ struct DNSWireMessage: DNSMessageHeader {
         var rrclass: UInt16
         /// TTL with RFC 2181 §8 applied (values ≥ 2³¹ read as 0).
         var ttl: UInt32
+        /// Where the TTL's four bytes are in `bytes`.
+        var ttlOffset: Int
         var data: RecordData
     }
 
@@ -75,6 +79,7 @@ struct DNSWireMessage: DNSMessageHeader {
             for _ in 0..<Int(answerCount) {
                 self.answers.append(try reader.readRecord(section: "answer", render: true))
             }
+            answerSectionEnd = reader.offset
             for _ in 0..<Int(authorityCount) {
                 _ = try reader.readRecord(section: "authority", render: false)
             }
@@ -254,6 +259,7 @@ struct DNSWireReader {
     /// Reads one resource record; with `render`, its data is read for display.
     mutating func readRecord(section: String, render: Bool) throws(DNSParseError) -> DNSWireMessage.Record {
         let name = try readName(section: section)
+        let ttlOffset = offset + 4
         guard let type = readU16(), let rrclass = readU16(), let rawTTL = readU32(), let rdLength = readU16() else {
             throw .truncated(section: section)
         }
@@ -263,7 +269,7 @@ struct DNSWireReader {
         defer { offset = dataEnd }
         let ttl = rawTTL >= 0x8000_0000 ? 0 : rawTTL
         let data: DNSWireMessage.RecordData = render ? try renderData(type: type, from: dataStart, to: dataEnd) : .text("")
-        return DNSWireMessage.Record(name: name, type: type, rrclass: rrclass, ttl: ttl, data: data)
+        return DNSWireMessage.Record(name: name, type: type, rrclass: rrclass, ttl: ttl, ttlOffset: ttlOffset, data: data)
     }
 
     mutating func readAdditional(into message: inout DNSWireMessage) throws(DNSParseError) {

@@ -77,10 +77,10 @@ enum DnstapEventFields {
             wire = nil
         }
         if let wire {
-            // A response the map may learn from: its slot in the recent-responses table is fetched
-            // while the message is parsed and written.
-            let probe = messageType?.feedsResolutionMap == true && fields.has_response_message != 0 ? recent?.probe(wire) : nil
             let dns = DNSWireMessage(parsing: wire, scratch: &scratch)
+            // A response the map may learn from: its slot in the recent-responses table is fetched
+            // while the message is written.
+            let probe = messageType?.feedsResolutionMap == true && fields.has_response_message != 0 ? recent?.probe(dns) : nil
             DNSEventFields.write(dns, size: wire.count, into: json)
             facts.note(dns, withName: forFilter, names: &scratch.names)
             if let recent, let probe {

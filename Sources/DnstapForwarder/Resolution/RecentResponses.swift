@@ -1,13 +1,17 @@
 import CDnstapProtobufC
 import Synchronization
 
-/// Remembers which DNS responses were handed to the resolution map in the current second, so that
-/// the same answer repeated (a popular name, resolved many times a second, by one connection or
-/// several) is extracted and recorded once a second instead of every time.
+/// Remembers which DNS responses were handed to the resolution map in the last few seconds
+/// (`windowSeconds`), so that the same answer repeated (a popular name, resolved many times a
+/// second, by one connection or several) is extracted and recorded once in that window instead of
+/// every time.
 ///
-/// A response is identified by a 64-bit hash of its bytes without the DNS ID; cached answers carry
-/// decreasing TTLs, so the same answer a second later hashes differently and is recorded again.
-/// Skipping a repeat within its second changes an entry's expiry and recency by under a second.
+/// A response is identified by a 64-bit hash of its header (without the DNS ID), question and
+/// answer section, with the answers' TTLs left out: a cached answer, whose TTLs count down from one
+/// response to the next, is the same answer, and the expiry it gives (its time plus its TTL) is the
+/// same too. Skipping a repeat within the window therefore changes an entry's recency by under the
+/// window, and the expiry of an answer whose TTL does not count down (an authoritative one) by as
+/// much; the authority and additional sections (NS records, EDNS) are not the map's concern.
 ///
 /// One table per map, shared by every connection's encoders without a lock: a direct-mapped array
 /// of atomic words, each the hash's upper 40 bits and the second's lower 24. A collision or a
@@ -15,16 +19,23 @@ import Synchronization
 /// Unchecked Sendable: the table is touched only through its atomics, and freed in deinit.
 public final class RecentResponses: @unchecked Sendable {
     public static let defaultSlots = 65_536  // 512 KiB
+    /// A response repeated within this many seconds of its recorded copy is not recorded again.
+    public static let defaultWindowSeconds = 5
     private let slots: UnsafeMutablePointer<Atomic<UInt64>>
     private let mask: Int
+    private let window: UInt64
 
-    /// - Parameter slots: rounded up to a power of two.
-    public init(slots: Int = RecentResponses.defaultSlots) {
+    /// - Parameters:
+    ///   - slots: rounded up to a power of two.
+    ///   - windowSeconds: how long a recorded response keeps its repeats out (at least 1: the
+    ///     same second).
+    public init(slots: Int = RecentResponses.defaultSlots, windowSeconds: Int = RecentResponses.defaultWindowSeconds) {
         var count = 1
         while count < max(slots, 2) { count <<= 1 }
         self.slots = .allocate(capacity: count)
         for index in 0..<count { (self.slots + index).initialize(to: Atomic(0)) }
         mask = count - 1
+        window = UInt64(max(1, min(windowSeconds, 3600)))
     }
 
     deinit {
@@ -32,32 +43,50 @@ public final class RecentResponses: @unchecked Sendable {
         slots.deallocate()
     }
 
-    /// A response's place in the table, found before it is needed: `probe` hashes the response and
-    /// prefetches its slot, so that `seenBefore(_:second:)`, called after the response has been
-    /// parsed and written, does not wait for memory (the table is larger than the nearest caches).
-    /// It points into this table: use it at once, while the table is alive (the encoder checks it
-    /// a few hundred nanoseconds later, in the same call).
+    /// A response's place in the table, found before it is needed: `probe` hashes the parsed
+    /// response and prefetches its slot, so that `seenBefore(_:second:)`, called after the
+    /// response's event has been written, does not wait for memory (the table is larger than the
+    /// nearest caches). It points into this table: use it at once, while the table is alive (the
+    /// encoder checks it a few hundred nanoseconds later, in the same call).
     public struct Probe {
         fileprivate let slot: UnsafeMutablePointer<Atomic<UInt64>>
         fileprivate let hash: UInt64
     }
 
-    /// Hashes `response` (without its DNS ID) and starts fetching its slot; nil for a response too
-    /// short to carry anything.
-    public func probe(_ response: UnsafeRawBufferPointer) -> Probe? {
-        guard response.count > 2 else { return nil }
-        let hash = Self.hash(UnsafeRawBufferPointer(rebasing: response[2...]))
+    /// Hashes `response` (see the type's note) and starts fetching its slot; nil for a response
+    /// whose answer section did not parse.
+    func probe(_ response: DNSWireMessage) -> Probe? {
+        guard response.answerSectionEnd > 12 else { return nil }
+        let hash = Self.hashWithoutTTLs(response)
         let slot = slots + Int(truncatingIfNeeded: hash) & mask
         dtf_prefetch_for_write(slot)
         return Probe(slot: slot, hash: hash)
     }
 
-    /// True if the probed response was already seen in `second`; otherwise notes it and returns false.
+    /// True if the probed response was recorded within the window before `second` (a clock's
+    /// seconds); otherwise notes it as recorded in `second` and returns false.
     public func seenBefore(_ probe: Probe, second: Int64) -> Bool {
-        let word = (probe.hash & ~0xFF_FFFF) | UInt64(truncatingIfNeeded: second) & 0xFF_FFFF | 1 << 24  // never 0 (empty)
-        if probe.slot.pointee.load(ordering: .relaxed) == word { return true }
+        let stamp = UInt64(truncatingIfNeeded: second) & 0xFF_FFFF
+        let word = (probe.hash & ~0xFF_FFFF) | stamp | 1 << 24  // never 0 (empty)
+        let stored = probe.slot.pointee.load(ordering: .relaxed)
+        // The same response, recorded `age` seconds before (modulo 2^24: one recorded "later", by
+        // another sender's clock, reads as old and is recorded again).
+        if stored & ~0xFF_FFFF == word & ~0xFF_FFFF, (stamp &- stored) & 0xFF_FFFF < window { return true }
         probe.slot.pointee.store(word, ordering: .relaxed)
         return false
+    }
+
+    /// `hash` of the message from its flags to the end of its answer section, each answer's TTL
+    /// read as zero.
+    static func hashWithoutTTLs(_ response: DNSWireMessage) -> UInt64 {
+        let end = response.answerSectionEnd
+        return withUnsafeTemporaryAllocation(byteCount: end - 2, alignment: 8) { copy in
+            copy.copyMemory(from: UnsafeRawBufferPointer(rebasing: response.bytes[2..<end]))
+            for answer in response.answers {
+                copy.storeBytes(of: 0, toByteOffset: answer.ttlOffset - 2, as: UInt32.self)
+            }
+            return hash(UnsafeRawBufferPointer(copy))
+        }
     }
 
     /// A fast non-cryptographic 64-bit hash (multiply–xorshift over 8-byte words, the length mixed
