@@ -21,7 +21,7 @@
 # Then: the event encoder's cost per message alone (encoder-bench: one thread, no I/O); resident
 # memory with 500 idle connections open, and with 200 connections that have each taken a burst of
 # 3,000 frames and gone idle; the resolution map's memory per entry; HEC throughput, and memory
-# with HEC stalled.
+# with HEC stalled; last, CPU per message at a live rate (scripts/bench/live-rate.sh).
 #
 #   usage: scripts/bench.sh [--runs N] [--repeat R] [--capture FILE] [--pin]
 #   (defaults: 3 runs, the capture sent 2 times per run; the capture is made once with a real
@@ -328,3 +328,8 @@ kill "$replay_pid" 2>/dev/null || true; wait "$replay_pid" 2>/dev/null || true
 kill -TERM "$receiver_pid"; wait "$receiver_pid" 2>/dev/null || true; receiver_pid=
 kill "$hec_pid" 2>/dev/null || true; wait "$hec_pid" 2>/dev/null || true; hec_pid=
 echo "HEC stalled: RSS MiB each second while the replay pushes: ${samples[*]} (buffer ${hec_flags[*]})"
+
+# CPU a message at a live rate: a real Unbound answering dnsperf at a steady 5,000 queries/s, its
+# dnstap to each receiver in turn (where a receiver pays for each wake-up, which a replay at full
+# speed hides in large reads).
+scripts/bench/live-rate.sh --runs "$runs" --forwarder "$forwarder"
