@@ -5,7 +5,6 @@ import Darwin
 #endif
 import Logging
 import NIOCore
-import NIOPosix
 import Synchronization
 
 /// How the file output names, sizes and formats its files.
