@@ -76,6 +76,30 @@ struct EventEncoderTests {
         #expect(String(decoding: writer.bytes, as: UTF8.self) == #"{"k":"ab\"cdefghijklmnopqrstuvwx\u0007yz"}"#)
     }
 
+    @Test("the writer's inline copy moves every length exactly (none, bytes, words, pairs of words, memmove), whatever the alignment")
+    func inlineCopy() {
+        let source = (0..<100).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+        for count in 0...80 {
+            for offset in 0..<3 {
+                var destination = [UInt8](repeating: 0xEE, count: count + 8)
+                source.withUnsafeBytes { from in
+                    destination.withUnsafeMutableBufferPointer { to in
+                        JSONObjectWriter.copy(from.baseAddress! + offset, to: to.baseAddress! + 3, count: count)
+                    }
+                }
+                #expect(Array(destination[3..<(3 + count)]) == Array(source[offset..<(offset + count)]), "\(count) bytes at \(offset)")
+                #expect(destination[0..<3].allSatisfy { $0 == 0xEE } && destination[(3 + count)...].allSatisfy { $0 == 0xEE }, "nothing around them")
+            }
+        }
+        // Keys and labels of every length through the writer.
+        let writer = JSONObjectWriter(capacity: 8)
+        writer.beginObject()
+        writer.field("a_key_of_twenty_bytes", static: "a value of twenty-five by")
+        writer.field("k", static: "")
+        writer.endObject()
+        #expect(String(decoding: writer.bytes, as: UTF8.self) == #"{"a_key_of_twenty_bytes":"a value of twenty-five by","k":""}"#)
+    }
+
     @Test("IPv6 addresses in the event (answers, src, dest) are RFC 5952 text")
     func ipv6Addresses() throws {
         let v6: [UInt8] = [0x20, 0x01, 0x0d, 0xb8] + Array(repeating: 0, count: 11) + [1]

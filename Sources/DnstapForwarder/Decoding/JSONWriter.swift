@@ -83,8 +83,39 @@ final class JSONObjectWriter {
     private func append(_ raw: UnsafeRawBufferPointer) {
         guard raw.count > 0 else { return }
         reserve(raw.count)
-        UnsafeMutableRawPointer(base + count).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+        Self.copy(raw.baseAddress!, to: base + count, count: raw.count)
         count += raw.count
+    }
+
+    /// Copies `count` bytes. Most copies here are a key, a static value or a label of a few to a few
+    /// dozen bytes, for which a call to `memmove` costs more than the copy: those are moved as two
+    /// overlapping words (or pairs of words) inline; longer ones go to `memmove`.
+    @inline(__always)
+    static func copy(_ source: UnsafeRawPointer, to destination: UnsafeMutablePointer<UInt8>, count: Int) {
+        let target = UnsafeMutableRawPointer(destination)
+        switch count {
+        case 8...16:
+            let head = source.loadUnaligned(as: UInt64.self)
+            let tail = source.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self)
+            target.storeBytes(of: head, as: UInt64.self)
+            target.storeBytes(of: tail, toByteOffset: count - 8, as: UInt64.self)
+        case 17...32:
+            let first = source.loadUnaligned(as: (UInt64, UInt64).self)
+            let last = source.loadUnaligned(fromByteOffset: count - 16, as: (UInt64, UInt64).self)
+            target.storeBytes(of: first.0, as: UInt64.self)
+            target.storeBytes(of: first.1, toByteOffset: 8, as: UInt64.self)
+            target.storeBytes(of: last.0, toByteOffset: count - 16, as: UInt64.self)
+            target.storeBytes(of: last.1, toByteOffset: count - 8, as: UInt64.self)
+        case 4..<8:
+            let head = source.loadUnaligned(as: UInt32.self)
+            let tail = source.loadUnaligned(fromByteOffset: count - 4, as: UInt32.self)
+            target.storeBytes(of: head, as: UInt32.self)
+            target.storeBytes(of: tail, toByteOffset: count - 4, as: UInt32.self)
+        case 0..<4:
+            for index in 0..<count { destination[index] = source.load(fromByteOffset: index, as: UInt8.self) }
+        default:
+            target.copyMemory(from: source, byteCount: count)
+        }
     }
 
     @inline(__always)
@@ -103,7 +134,7 @@ final class JSONObjectWriter {
             cursor += 1
         }
         cursor.pointee = UInt8(ascii: "\"")
-        (cursor + 1).update(from: name.utf8Start, count: length)
+        Self.copy(name.utf8Start, to: cursor + 1, count: length)
         cursor += 1 + length
         cursor[0] = UInt8(ascii: "\"")
         cursor[1] = UInt8(ascii: ":")
@@ -178,7 +209,7 @@ final class JSONObjectWriter {
             cachedSecondPrefix.update(from: base + start, count: Self.secondPrefixLength)
             cachedSecond = second
         } else {
-            (base + count).update(from: cachedSecondPrefix, count: Self.secondPrefixLength)
+            Self.copy(cachedSecondPrefix, to: base + count, count: Self.secondPrefixLength)
             count += Self.secondPrefixLength
         }
         writePadded(UInt64(value - second * 1_000_000), digits: 6)
@@ -310,7 +341,7 @@ final class JSONObjectWriter {
         }
         // The usual label (letters, digits, hyphens) needs no escape: one copy.
         if label.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ".") && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: "\"") }) {
-            if let start = label.baseAddress { UnsafeMutableRawPointer(base + count).copyMemory(from: start, byteCount: label.count) }
+            if let start = label.baseAddress { Self.copy(start, to: base + count, count: label.count) }
             count += label.count
             return
         }
