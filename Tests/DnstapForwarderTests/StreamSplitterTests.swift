@@ -92,14 +92,17 @@ struct StreamSplitterTests {
     func encodersAreLent() async throws {
         let pool = EncoderPool(resolutionMap: nil, maxIdle: 2)
         let frame = ByteBuffer(bytes: DnstapBuilder.pair(name: "a.test", id: 1)[1])
+        let splitCount = EventEncodingLanes.splitBytes / frame.readableBytes + 1
+        #expect(EventEncodingLanes.splitsRead(Array(repeating: frame, count: splitCount)))
         var senders: [String?] = []
-        for index in 0..<100 {
+        let connections = 20
+        for index in 0..<connections {
             let record = ConnectionRecord(id: UInt64(index), peer: "test", transport: .unix, channel: EmbeddedChannel())
             if index % 2 == 0 { record.setSender("resolver\(index).test") }
             let lanes = EventEncodingLanes(
                 record: record, statistics: ForwarderStatistics(), resolutionMap: nil, pool: pool, logger: Logger(label: "test"))
             // A split read (both lanes) and a small one.
-            for count in [EventEncodingLanes.splitThreshold, 3] {
+            for count in [splitCount, 3] {
                 let events = await lanes.encode(Array(repeating: frame, count: count))
                 #expect(events.count == count)
                 for event in events {
@@ -109,7 +112,18 @@ struct StreamSplitterTests {
                 }
             }
         }
-        #expect(senders.count == 100 * (EventEncodingLanes.splitThreshold + 3))
+        #expect(senders.count == connections * (splitCount + 3))
         #expect(pool.idleCount >= 1 && pool.idleCount <= 2, "kept: \(pool.idleCount)")
+    }
+
+    @Test("a read is split across two lanes only when it nearly fills the largest receive buffer (the connection is behind)")
+    func splitOnlyWhenBehind() {
+        let frame = ByteBuffer(repeating: 0, count: 100)
+        let atThreshold = (EventEncodingLanes.splitBytes + 99) / 100
+        #expect(EventEncodingLanes.splitsRead(Array(repeating: frame, count: atThreshold)))
+        #expect(!EventEncodingLanes.splitsRead(Array(repeating: frame, count: atThreshold - 1)))
+        #expect(!EventEncodingLanes.splitsRead(Array(repeating: frame, count: 128)), "128 small frames: keeping up")
+        #expect(!EventEncodingLanes.splitsRead([ByteBuffer(repeating: 0, count: EventEncodingLanes.splitBytes)]), "one frame has no halves")
+        #expect(EventEncodingLanes.splitBytes <= DnstapListener.largestRead)
     }
 }

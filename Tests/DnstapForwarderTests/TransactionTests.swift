@@ -216,25 +216,27 @@ struct TransactionTests {
         #expect(event["sender"] as? String == "resolver1.example")
     }
 
-    @Test("a read of 256 frames through a connection's lanes: each query joins its response, even across the read's middle")
+    @Test("a read large enough to be split, through a connection's lanes: each query joins its response, even across the read's middle")
     func lanesKeepTheOrder() async throws {
         let record = ConnectionRecord(id: 1, peer: "test", transport: .unix, channel: EmbeddedChannel())
-        let table = Self.table(1_000)
+        let table = Self.table(10_000)
         let lanes = EventEncodingLanes(
             record: record, statistics: ForwarderStatistics(), resolutionMap: nil, transactions: table, logger: Logger(label: "test"))
-        // A query whose response does not come, then 128 query/response pairs, each response right
-        // after its query: pair 63's query is the last frame of the first half, its response the
-        // first of the second.
+        // A query whose response does not come, then an even number of query/response pairs, each
+        // response right after its query, enough for a read that would be split without
+        // `-transactions`: the middle pair's query is the last frame of the first half, its
+        // response the first of the second.
         var frames: [ByteBuffer] = [Self.query("unanswered.test", id: 999)]
-        for pair in 0..<128 {
-            frames.append(Self.query("n\(pair).test", id: UInt16(pair)))
-            frames.append(Self.response("n\(pair).test", id: UInt16(pair)))
+        var pairs = 0
+        while !EventEncodingLanes.splitsRead(frames) || pairs % 2 == 1 {
+            frames.append(Self.query("n\(pairs).test", id: UInt16(pairs)))
+            frames.append(Self.response("n\(pairs).test", id: UInt16(pairs)))
+            pairs += 1
         }
-        #expect(frames.count >= EventEncodingLanes.splitThreshold)
         let events = await lanes.encode(frames).map { event in
             try! JSONSerialization.jsonObject(with: Data(event.json.readableBytesView)) as! [String: Any]
         }
-        #expect(events.count == 128)
+        #expect(events.count == pairs)
         #expect(events.allSatisfy { $0["duration"] != nil && $0["unanswered"] == nil })
         #expect(table.pending == 1, "only the query without a response waits")
     }
