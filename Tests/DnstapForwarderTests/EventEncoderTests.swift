@@ -182,6 +182,11 @@ struct EventEncoderTests {
         var values: [UInt64] = [0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 65535, 1 << 32, UInt64(Int64.max), UInt64.max]
         var random = SplitMix64(seed: 7)
         for _ in 0..<200 { values.append(random.next() >> (random.next() % 64)) }
+        var power: UInt64 = 1
+        for _ in 0..<19 {  // every digit count's first and last value
+            power *= 10
+            values += [power - 1, power]
+        }
         for value in values {
             let writer = JSONObjectWriter(capacity: 8)
             writer.beginObject()
