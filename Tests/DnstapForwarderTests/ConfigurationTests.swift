@@ -124,6 +124,19 @@ struct ConfigurationTests {
         #expect(!"\(ConfigurationError.invalidValue(.hecToken, "s3cret", "x"))".contains("s3cret"))
     }
 
+    @Test("-batch-size defaults by output: 100 for HEC (a request), 1000 for stdout and file (a write), never over the buffer; given, it wins")
+    func batchSizeByOutput() throws {
+        let hec: [Setting: String] = [.outputType: "hec", .hecURL: "https://splunk.example.com:8088/services/collector", .hecToken: "t"]
+        let file: [Setting: String] = [.outputType: "file", .outputPath: "/tmp/dnstap-test.log"]
+        #expect(try ForwarderConfiguration.resolve(flags: [:], environment: [:]).batchSize == 1000)
+        #expect(try ForwarderConfiguration.resolve(flags: file, environment: [:]).batchSize == 1000)
+        #expect(try ForwarderConfiguration.resolve(flags: hec, environment: [:]).batchSize == 100)
+        #expect(try ForwarderConfiguration.resolve(flags: [.bufferSize: "300"], environment: [:]).batchSize == 300)
+        #expect(try ForwarderConfiguration.resolve(flags: hec.merging([.bufferSize: "50"]) { $1 }, environment: [:]).batchSize == 50)
+        #expect(try ForwarderConfiguration.resolve(flags: [.batchSize: "100"], environment: [:]).batchSize == 100)
+        #expect(try ForwarderConfiguration.resolve(flags: hec, environment: ["DNSTAP_BATCH_SIZE": "500"]).batchSize == 500)
+    }
+
     @Test("batch size may not exceed the buffer")
     func batchOverBuffer() {
         #expect(throws: ConfigurationError.self) {

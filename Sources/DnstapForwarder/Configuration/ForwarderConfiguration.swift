@@ -88,6 +88,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
     /// nil: connections are never closed for being idle.
     public var idleTimeout: Duration? = .seconds(600)
     public var bufferSize: Int = 10_000
+    /// Resolved from `-batch-size` or its output's default (`defaultBatchSize`).
     public var batchSize: Int = 100
     public var flushInterval: Duration = .seconds(1)
     public var output: Output = .stdout
@@ -123,6 +124,18 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         min(500, max(10, bufferSize / 10))
     }
 
+    /// `-batch-size` when it is not given. A HEC batch is one request (100 events, about 65 KB of
+    /// JSON before gzip). A stdout or file batch is one write, and each wakes the output's task
+    /// and its writer thread: at a resolver's steady 10,000 messages/s, batches of 1,000 instead of
+    /// 100 took about 11 % off the CPU a message (context switches 10.1k -> 6.7k for 100,000
+    /// messages; README, "Performance"), and the flush interval still bounds how long an event waits.
+    public static func defaultBatchSize(output: OutputType, bufferSize: Int) -> Int {
+        switch output {
+        case .hec: min(100, bufferSize)
+        case .stdout, .file: min(1000, bufferSize)
+        }
+    }
+
     /// Resolves `flag ?? environment ?? default` for every setting, then the rules that tie
     /// settings together.
     /// - Parameters:
@@ -149,6 +162,7 @@ public struct ForwarderConfiguration: Equatable, Sendable {
         guard !config.listenAddresses.isEmpty else {
             throw ConfigurationError.invalid("nothing to listen on: give -unix-socket PATH and/or -tcp-listen HOST:PORT")
         }
+        config.batchSize = draft.batchSize ?? Self.defaultBatchSize(output: draft.outputType, bufferSize: config.bufferSize)
         if config.batchSize > config.bufferSize {
             throw ConfigurationError.invalid("-batch-size (\(config.batchSize)) must not exceed -buffer-size (\(config.bufferSize))")
         }

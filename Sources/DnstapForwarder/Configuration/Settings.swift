@@ -6,6 +6,8 @@ struct ConfigurationDraft {
     var config = ForwarderConfiguration()
     /// nil: `-max-connections` is auto (derived from the buffer size).
     var maxConnections: Int?
+    /// nil: `-batch-size` takes its output's default (`ForwarderConfiguration.defaultBatchSize`).
+    var batchSize: Int?
     var persistentBuffer = false
     var bufferPath = ""
     var outputType = OutputType.stdout
@@ -123,8 +125,9 @@ extension Setting {
         "buffer-size", legacy: ["buffer"], default: "10000", "Events held between the connections and the output."
     ) { $1.config.bufferSize = try ValueParsing.integer($0, range: 1...10_000_000) }
     public static let batchSize = Setting(
-        "batch-size", default: "100", "Events written per batch (stdout: a backlog goes out in one write of up to 2,048)."
-    ) { $1.config.batchSize = try ValueParsing.integer($0, range: 1...1_000_000) }
+        "batch-size", default: nil, shown: "`100` for `hec`, `1000` for `stdout` and `file` (at most `buffer-size`)",
+        "Events written per batch: the output takes a batch when it is full or its oldest event has waited `-flush-interval` (stdout: a backlog goes out in one write of up to 2,048)."
+    ) { $1.batchSize = try ValueParsing.integer($0, range: 1...1_000_000) }
     public static let flushInterval = Setting(
         "flush-interval", environment: ["DNSTAP_FLUSH_INTERVAL_SEC"], default: "1s", "Longest an event waits for its batch."
     ) { $1.config.flushInterval = try atLeast(.milliseconds(1), $0, "must be at least 1ms") }
