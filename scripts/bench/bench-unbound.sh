@@ -1,4 +1,19 @@
 # Sourced by scripts/bench/make-capture.sh and scripts/bench/live-rate.sh: the benchmark's resolver.
+#
+# bench_workdir NAME: makes a temporary directory (sets work) that is removed on exit, after killing
+# what is still running of unbound_pid and receiver_pid (the receiver: whatever reads the dnstap).
+bench_workdir() {
+  work=$(mktemp -d "/tmp/dtf-$1.XXXXXX")
+  unbound_pid=; receiver_pid=
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  [ -n "$unbound_pid" ] && kill "$unbound_pid" 2>/dev/null
+  [ -n "$receiver_pid" ] && kill "$receiver_pid" 2>/dev/null
+  rm -rf "$work"
+}
+
 # bench_unbound_setup DIR: writes into DIR the zone bench.test (2,000 hosts, each with an A, an AAAA
 # and two-level CNAME chains to them: cdnN -> wwwN -> hostN), dnsperf's query file (8,001 queries:
 # hostN A, hostN AAAA, wwwN A, cdnN AAAA, and one NXDOMAIN) and an Unbound configuration

@@ -29,16 +29,9 @@ if [ -z "$forwarder" ]; then
   swift build -c release --product dnstap-forwarder 2>&1 | tail -1
   forwarder=$(swift build -c release --show-bin-path)/dnstap-forwarder
 fi
-work=$(mktemp -d /tmp/dtf-live.XXXXXX)
-unbound_pid=; receiver_pid=
-cleanup() {
-  [ -n "$unbound_pid" ] && kill "$unbound_pid" 2>/dev/null
-  [ -n "$receiver_pid" ] && kill "$receiver_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
 # The resolver, zone and queries of the capture (scripts/bench/make-capture.sh).
 source scripts/bench/bench-unbound.sh
+bench_workdir live
 bench_unbound_setup "$work"
 port=$bench_port
 

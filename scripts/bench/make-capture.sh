@@ -6,19 +6,12 @@
 #   ≈ 256,000 messages, ~35 MB, ~10 s)
 set -euo pipefail
 out=${1:?usage: make-capture.sh OUT.fstrm [PASSES]}; passes=${2:-16}
-work=$(mktemp -d /tmp/dtf-capture.XXXXXX)
-unbound_pid=; capture_pid=
-cleanup() {
-  [ -n "$unbound_pid" ] && kill "$unbound_pid" 2>/dev/null
-  [ -n "$capture_pid" ] && kill "$capture_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
 source "$(dirname "$0")/bench-unbound.sh"
+bench_workdir capture
 bench_unbound_setup "$work"
 port=$bench_port
 fstrm_capture -t protobuf:dnstap.Dnstap -u "$work/tap.sock" -w "$out.partial" 2>"$work/capture.log" &
-capture_pid=$!
+receiver_pid=$!
 for _ in $(seq 100); do [ -S "$work/tap.sock" ] && break; sleep 0.1; done
 bench_unbound_start "$work"
 half=$((passes / 2))
@@ -27,6 +20,6 @@ dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries.txt" -n "$((passes - half))" -
 sleep 2   # unbound flushes its dnstap queue on a timer
 kill -TERM "$unbound_pid"; wait "$unbound_pid" 2>/dev/null || true; unbound_pid=
 sleep 1
-kill -INT "$capture_pid"; wait "$capture_pid" 2>/dev/null || true; capture_pid=
+kill -INT "$receiver_pid"; wait "$receiver_pid" 2>/dev/null || true; receiver_pid=
 mv "$out.partial" "$out"
 python3 "$(dirname "$0")/count-frames.py" "$out"
