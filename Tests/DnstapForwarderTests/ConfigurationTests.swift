@@ -124,12 +124,12 @@ struct ConfigurationTests {
         #expect(!"\(ConfigurationError.invalidValue(.hecToken, "s3cret", "x"))".contains("s3cret"))
     }
 
-    @Test("-batch-size defaults by output: 1000 for stdout (a write), 100 for HEC (a request) and file (it rotates between batches), never over the buffer; given, it wins")
+    @Test("-batch-size defaults by output: 1000 for stdout and file (a write), 100 for HEC (a request), never over the buffer; given, it wins")
     func batchSizeByOutput() throws {
         let hec: [Setting: String] = [.outputType: "hec", .hecURL: "https://splunk.example.com:8088/services/collector", .hecToken: "t"]
         let file: [Setting: String] = [.outputType: "file", .outputPath: "/tmp/dnstap-test.log"]
         #expect(try ForwarderConfiguration.resolve(flags: [:], environment: [:]).batchSize == 1000)
-        #expect(try ForwarderConfiguration.resolve(flags: file, environment: [:]).batchSize == 100)
+        #expect(try ForwarderConfiguration.resolve(flags: file, environment: [:]).batchSize == 1000)
         #expect(try ForwarderConfiguration.resolve(flags: hec, environment: [:]).batchSize == 100)
         #expect(try ForwarderConfiguration.resolve(flags: [.bufferSize: "300"], environment: [:]).batchSize == 300)
         #expect(try ForwarderConfiguration.resolve(flags: hec.merging([.bufferSize: "50"]) { $1 }, environment: [:]).batchSize == 50)

@@ -203,7 +203,7 @@ struct JSONLinesSinkTests {
         try #require(pipe(&ends) == 0)
         defer { close(ends[0]) }
         var vectors: [iovec] = []
-        try JSONLinesSink.writeLines(events, to: ends[1], vectors: &vectors)
+        try JSONLinesSink.writeLines(events[...], to: ends[1], vectors: &vectors)
         close(ends[1])
         let expected = events.map { String(buffer: $0.json) + "\n" }.joined()
         #expect(String(decoding: Self.drain(ends[0]), as: UTF8.self) == expected)
@@ -230,7 +230,7 @@ struct JSONLinesSinkTests {
             done.signal()
         }.start()
         var vectors: [iovec] = []
-        try JSONLinesSink.writeLines(events, to: ends[1], vectors: &vectors)
+        try JSONLinesSink.writeLines(events[...], to: ends[1], vectors: &vectors)
         close(ends[1])
         done.wait()
         close(ends[0])

@@ -10,8 +10,10 @@ struct FileOutputTests {
         return text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
     }
 
-    @Test("rotated by size with {path}.{n}: every event once, no file with a torn last line, at most max-files kept")
-    func rotation() async throws {
+    @Test(
+        "rotated by size with {path}.{n}: every event once, no file past the limit or with a torn last line, a batch larger than a file split between files",
+        arguments: [(50, FileOutputSettings.Format.json), (1000, .json), (1000, .syslog)])
+    func rotation(batchSize: Int, format: FileOutputSettings.Format) async throws {
         let directory = try TemporaryDirectory()
         let path = directory.path + "/dnstap.log"
         let (payloads, names) = DnstapBuilder.pairs(2000, prefix: "rot", suffix: ".test")
@@ -20,7 +22,9 @@ struct FileOutputTests {
             config.file.path = path
             config.file.maxFileBytes = 64 * 1024
             config.file.maxFiles = 100
-            config.batchSize = 50
+            config.file.format = format
+            // 1000: a batch of about 500 KB, several files' worth.
+            config.batchSize = batchSize
             // Rotation is what this checks, not the shutdown bound: under ThreadSanitizer, with the
             // whole suite beside it, the drain once outlasted the default 30 s, and the batch being
             // written when the bound cut it off was counted undelivered though its lines were on disk.
@@ -35,7 +39,8 @@ struct FileOutputTests {
         for file in files {
             let content = Self.lines(directory.path + "/" + file)
             #expect(content.last == "", "\(file) must end with a newline")
-            let events = content.dropLast()
+            // A syslog line's message is the event: from its first brace.
+            let events = content.dropLast().map { line in format == .syslog ? String(line[(line.firstIndex(of: "{") ?? line.startIndex)...]) : line }
             for line in events {
                 #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil, "torn or bad line in \(file): \(line.prefix(80))")
             }

@@ -125,7 +125,7 @@ extension Setting {
         "buffer-size", legacy: ["buffer"], default: "10000", "Events held between the connections and the output."
     ) { $1.config.bufferSize = try ValueParsing.integer($0, range: 1...10_000_000) }
     public static let batchSize = Setting(
-        "batch-size", default: nil, shown: "`1000` for `stdout`, `100` for `hec` and `file` (at most `buffer-size`)",
+        "batch-size", default: nil, shown: "`1000` for `stdout` and `file`, `100` for `hec` (at most `buffer-size`)",
         "Events written per batch: the output takes a batch when it is full or its oldest event has waited `-flush-interval` (stdout: a backlog goes out in one write of up to 2,048)."
     ) { $1.batchSize = try ValueParsing.integer($0, range: 1...1_000_000) }
     public static let flushInterval = Setting(

@@ -17,7 +17,8 @@ public struct FileOutputSettings: Sendable, Equatable {
     }
 
     public var path = "/var/log/dnstap-forwarder/dnstap.log"
-    /// The file is rotated before a batch would take it past this size.
+    /// The file is rotated before a line would take it past this size (a single line larger than
+    /// it gets a file of its own).
     public var maxFileBytes = 100 << 20
     /// Rotated files kept (older ones are deleted); 0 keeps none.
     public var maxFiles = 10
@@ -33,9 +34,11 @@ public struct FileOutputSettings: Sendable, Equatable {
 
 /// Events to a file, rotated by size, as JSON lines or RFC 5424 syslog lines.
 ///
-/// A batch is written whole, and rotation happens only between batches, so no file ever ends in a
-/// torn line. When a write fails (disk full, the file's directory gone), the partial batch is cut
-/// off again, the failure is logged (rate-limited), the batch is kept and retried with backoff, and
+/// A batch is written as few writes as the file's size limit allows: the lines that still fit go to
+/// the current file, then it is rotated and the rest goes on in the next one, so no file passes the
+/// limit (unless one line alone does) and none ends in a torn line. When a write fails (disk full,
+/// the file's directory gone), the part of it written is cut off again, the failure is logged
+/// (rate-limited), and the batch is retried with backoff from the first line not yet in a file;
 /// the connections stop reading once the buffer fills: nothing is dropped for a full disk.
 public final class FileSink: EventSink {
     private let settings: FileOutputSettings
@@ -72,19 +75,40 @@ public final class FileSink: EventSink {
 
     public func write(_ events: [ForwardedEvent]) async throws -> SinkResult {
         var failures = 0
+        // The lines of this batch already in a file: a retry goes on from there.
+        let written = Locked(0)
         while true {
             do {
                 try await worker.run { [self] in
+                    var next = written.withLock { $0 }
                     if settings.format == .json {
                         // Straight from the events' memory, as stdout does (`JSONLinesSink.writeLines`).
-                        let count = events.reduce(0) { $0 + $1.json.readableBytes + 1 }
                         try scratch.withVectors { vectors in
-                            try append(count: count) { try JSONLinesSink.writeLines(events, to: $0, vectors: &vectors) }
+                            while next < events.count {
+                                let first = next
+                                next += try append(lineSizes: events[first...].lazy.map { $0.json.readableBytes + 1 }) { fd, count in
+                                    try JSONLinesSink.writeLines(events[first..<(first + count)], to: fd, vectors: &vectors)
+                                }
+                                written.withLock { $0 = next }
+                            }
                         }
                     } else {
                         try scratch.withLines { lines in
-                            render(events, into: &lines)
-                            try lines.withUnsafeReadableBytes { bytes in try append(count: bytes.count) { try writeAll($0, bytes) } }
+                            // Rendered once; each line's end in `lines`.
+                            var ends: [Int] = []
+                            render(events[next...], into: &lines, ends: &ends)
+                            let sizes = ends.indices.map { ends[$0] - ($0 == 0 ? 0 : ends[$0 - 1]) }
+                            var line = 0
+                            while line < ends.count {
+                                let first = line
+                                line += try append(lineSizes: sizes[first...]) { fd, count in
+                                    let start = first == 0 ? 0 : ends[first - 1]
+                                    try lines.withUnsafeReadableBytes { bytes in
+                                        try writeAll(fd, UnsafeRawBufferPointer(rebasing: bytes[start..<ends[first + count - 1]]))
+                                    }
+                                }
+                                written.withLock { $0 = next + line }
+                            }
                         }
                     }
                 }
@@ -127,30 +151,32 @@ public final class FileSink: EventSink {
 
     // MARK: - Rendering
 
-    private func render(_ events: [ForwardedEvent], into lines: inout ByteBuffer) {
+    private func render(_ events: ArraySlice<ForwardedEvent>, into lines: inout ByteBuffer, ends: inout [Int]) {
         // RFC 5424: <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG.
         // PRI 134 = facility local0 (16) * 8 + severity informational (6).
         let fixed = " \(settings.hostname) dnstap-forwarder \(processID) dnstap - "
-        JSONLinesSink.appendLines(events, to: &lines, prefixBytes: 40 + fixed.utf8.count) { event in
+        JSONLinesSink.appendLines(events, to: &lines, ends: &ends, prefixBytes: 40 + fixed.utf8.count) { event in
             "<134>1 " + RFC3339.string(micros: event.timeMicros) + fixed
         }
     }
 
     // MARK: - Writing (on the sink's own thread)
 
-    /// Appends `count` bytes of whole lines by `write` (given the descriptor); rotates first when
-    /// they would take the file past its size limit. On a failed write the file is cut back to where
-    /// the batch began, so no torn line remains.
-    private func append(count: Int, _ write: (CInt) throws -> Void) throws {
+    /// Appends whole lines from the start of `lineSizes` (each line's bytes, its newline included):
+    /// as many as fit in the current file, which is rotated first when not even the first one does
+    /// (an empty file takes at least one line). `write` gets the descriptor and how many lines to
+    /// write; the count is returned. On a failed write the file is cut back to where these lines
+    /// began, so no torn line remains.
+    private func append(lineSizes: some Sequence<Int>, _ write: (CInt, Int) throws -> Void) throws -> Int {
         try file.withLock { state in
             if state.fd < 0 { try Self.open(settings.path, into: &state) }
-            if state.size > 0, state.size + count > settings.maxFileBytes {
-                try rotate(&state)
-            }
+            let place = Self.placement(of: lineSizes, fileSize: state.size, limit: settings.maxFileBytes)
+            guard place.lines > 0 else { return 0 }
+            if place.rotateFirst { try rotate(&state) }
             let start = state.size
             do {
-                try write(state.fd)
-                state.size += count
+                try write(state.fd, place.lines)
+                state.size += place.bytes
             } catch {
                 _ = ftruncate(state.fd, off_t(start))
                 // Reopen on the next attempt: the path may have been replaced or its disk remounted.
@@ -158,7 +184,25 @@ public final class FileSink: EventSink {
                 state.fd = -1
                 throw error
             }
+            return place.lines
         }
+    }
+
+    /// Where the next lines go (their sizes, newline included): whether the file, which holds
+    /// `fileSize` bytes, is rotated first (it has lines and not even the first fits under `limit`),
+    /// then how many lines go to it, and their bytes: as many as fit, and at least one.
+    static func placement(of lineSizes: some Sequence<Int>, fileSize: Int, limit: Int) -> (rotateFirst: Bool, lines: Int, bytes: Int) {
+        var sizes = lineSizes.makeIterator()
+        guard let first = sizes.next() else { return (false, 0, 0) }
+        let rotateFirst = fileSize > 0 && fileSize + first > limit
+        let size = rotateFirst ? 0 : fileSize
+        var lines = 1
+        var bytes = first
+        while let next = sizes.next(), size + bytes + next <= limit {
+            lines += 1
+            bytes += next
+        }
+        return (rotateFirst, lines, bytes)
     }
 
     private static func open(_ path: String, into state: inout FileState) throws {

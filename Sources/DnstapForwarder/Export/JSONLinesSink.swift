@@ -40,20 +40,23 @@ public final class JSONLinesSink: EventSink {
 
     /// Appends the events as lines, each optionally preceded by `prefix(event)` (a syslog header).
     static func appendLines(
-        _ events: [ForwardedEvent], to lines: inout ByteBuffer, prefixBytes: Int = 0, prefix: ((ForwardedEvent) -> String)? = nil
+        _ events: ArraySlice<ForwardedEvent>, to lines: inout ByteBuffer, ends: inout [Int], prefixBytes: Int = 0,
+        prefix: ((ForwardedEvent) -> String)? = nil
     ) {
         lines.reserveCapacity(minimumWritableBytes: events.reduce(0) { $0 + $1.json.readableBytes + 1 + prefixBytes })
+        ends.reserveCapacity(events.count)
         for event in events {
             if let prefix { lines.writeString(prefix(event)) }
             lines.writeImmutableBuffer(event.json)
             lines.writeInteger(UInt8(ascii: "\n"))
+            ends.append(lines.writerIndex - lines.readerIndex)
         }
     }
 
     public func write(_ events: [ForwardedEvent]) async throws -> SinkResult {
         let fd = fileDescriptor
         try await worker.run { [scratch] in
-            try scratch.withVectors { try Self.writeLines(events, to: fd, vectors: &$0) }
+            try scratch.withVectors { try Self.writeLines(events[...], to: fd, vectors: &$0) }
         }
         return SinkResult(delivered: events.count)
     }
@@ -66,7 +69,7 @@ public final class JSONLinesSink: EventSink {
     /// Two events are one run only when they are slices of the same storage with exactly one
     /// byte between them and that byte is a newline; any other event is a vector of its own,
     /// with a newline after it. The events keep their storage alive until the write is done.
-    static func writeLines(_ events: [ForwardedEvent], to fd: CInt, vectors: inout [iovec]) throws {
+    static func writeLines(_ events: ArraySlice<ForwardedEvent>, to fd: CInt, vectors: inout [iovec]) throws {
         vectors.removeAll(keepingCapacity: true)
         let newline = UnsafeMutableRawPointer(mutating: Self.newline.utf8Start)
         var run: (start: UnsafeRawPointer, count: Int, storage: UnsafeMutableRawPointer)?
