@@ -80,34 +80,25 @@ public final class FileSink: EventSink {
         while true {
             do {
                 try await worker.run { [self] in
-                    var next = written.withLock { $0 }
+                    let from = written.withLock { $0 }
+                    let done = { (lines: Int) in written.withLock { $0 = from + lines } }
                     if settings.format == .json {
                         // Straight from the events' memory, as stdout does (`JSONLinesSink.writeLines`).
                         try scratch.withVectors { vectors in
-                            while next < events.count {
-                                let first = next
-                                next += try append(lineSizes: events[first...].lazy.map { $0.json.readableBytes + 1 }) { fd, count in
-                                    try JSONLinesSink.writeLines(events[first..<(first + count)], to: fd, vectors: &vectors)
-                                }
-                                written.withLock { $0 = next }
+                            try appendLines(events.count - from, size: { events[from + $0].json.readableBytes + 1 }, done: done) { fd, lines in
+                                try JSONLinesSink.writeLines(events[(from + lines.lowerBound)..<(from + lines.upperBound)], to: fd, vectors: &vectors)
                             }
                         }
                     } else {
-                        try scratch.withLines { lines in
-                            // Rendered once; each line's end in `lines`.
+                        try scratch.withLines { buffer in
+                            // Rendered once; each line's end in `buffer`.
                             var ends: [Int] = []
-                            render(events[next...], into: &lines, ends: &ends)
-                            let sizes = ends.indices.map { ends[$0] - ($0 == 0 ? 0 : ends[$0 - 1]) }
-                            var line = 0
-                            while line < ends.count {
-                                let first = line
-                                line += try append(lineSizes: sizes[first...]) { fd, count in
-                                    let start = first == 0 ? 0 : ends[first - 1]
-                                    try lines.withUnsafeReadableBytes { bytes in
-                                        try writeAll(fd, UnsafeRawBufferPointer(rebasing: bytes[start..<ends[first + count - 1]]))
-                                    }
+                            render(events[from...], into: &buffer, ends: &ends)
+                            func start(_ line: Int) -> Int { line == 0 ? 0 : ends[line - 1] }
+                            try appendLines(ends.count, size: { ends[$0] - start($0) }, done: done) { fd, lines in
+                                try buffer.withUnsafeReadableBytes { bytes in
+                                    try writeAll(fd, UnsafeRawBufferPointer(rebasing: bytes[start(lines.lowerBound)..<ends[lines.upperBound - 1]]))
                                 }
-                                written.withLock { $0 = next + line }
                             }
                         }
                     }
@@ -161,6 +152,20 @@ public final class FileSink: EventSink {
     }
 
     // MARK: - Writing (on the sink's own thread)
+
+    /// Appends `count` lines (line `i` is `size(i)` bytes, its newline included) file by file:
+    /// `write` gets the descriptor and the lines that go to the current file, `done` how many of
+    /// the `count` are written once each file's part is.
+    private func appendLines(
+        _ count: Int, size: (Int) -> Int, done: (Int) -> Void, _ write: (CInt, Range<Int>) throws -> Void
+    ) throws {
+        var line = 0
+        while line < count {
+            let first = line
+            line += try append(lineSizes: (first..<count).lazy.map(size)) { fd, lines in try write(fd, first..<(first + lines)) }
+            done(line)
+        }
+    }
 
     /// Appends whole lines from the start of `lineSizes` (each line's bytes, its newline included):
     /// as many as fit in the current file, which is rotated first when not even the first one does
