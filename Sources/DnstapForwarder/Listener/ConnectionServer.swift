@@ -21,7 +21,7 @@ struct ConnectionServer: Sendable {
     let logger: Logger
 
     /// Serves one admitted connection until it ends; never throws.
-    func serve(_ channel: DnstapListener.ConnectionChannel, record: ConnectionRecord) async {
+    func serve(_ reads: ConnectionReads, record: ConnectionRecord) async {
         var logger = self.logger
         logger[metadataKey: "connection.id"] = "\(record.id)"
         logger[metadataKey: "peer"] = "\(record.peer)"
@@ -30,10 +30,10 @@ struct ConnectionServer: Sendable {
         if record.transport != .tls { logOpened(record) }
         if record.transport == .pdns {
             let session = PowerDNSSession(record: record, maxFrameSize: maxFrameSize, statistics: statistics)
-            await serve(channel, record: record, session: session, format: .powerDNS, logger: logger)
+            await serve(reads, record: record, session: session, format: .powerDNS, logger: logger)
         } else {
             let session = FrameStreamsSession(record: record, maxFrameSize: maxFrameSize, statistics: statistics, logger: logger)
-            await serve(channel, record: record, session: session, format: .dnstap, logger: logger)
+            await serve(reads, record: record, session: session, format: .dnstap, logger: logger)
         }
     }
 
@@ -45,7 +45,7 @@ struct ConnectionServer: Sendable {
     }
 
     private func serve<Session: ConnectionSession>(
-        _ channel: DnstapListener.ConnectionChannel, record: ConnectionRecord, session: Session, format: InputFormat,
+        _ reads: ConnectionReads, record: ConnectionRecord, session: Session, format: InputFormat,
         logger: Logger
     ) async {
         var session = session
@@ -64,44 +64,47 @@ struct ConnectionServer: Sendable {
             statistics.closed(end.reason)
             registry.close(record, reason: end.reason)
         }
-        do {
-            try await channel.executeThenClose { inbound, _ in
-                var iterator = inbound.makeAsyncIterator()
-                while true {
-                    var outcome: SessionOutcome
-                    var readBytes = 0
-                    if let bytes = try await iterator.next() {
-                        readBytes = bytes.readableBytes
-                        outcome = session.receive(bytes)
-                    } else {
-                        outcome = session.endOfInput()
-                    }
-                    if let reply = outcome.reply, reply.type != .finish {
-                        try await record.channel.writeAndFlush(reply.encoded(allocator: record.channel.allocator))
-                    }
-                    if !outcome.frames.isEmpty {
-                        await hand(await lanes.encode(outcome.frames), from: record, logger: logger)
-                        // PowerDNS's stream has no handshake and no resync: a message that does not
-                        // decode means the peer is not PowerDNS, and the connection ends.
-                        if format == .powerDNS, outcome.end == nil, lanes.takeFailures() > 0 {
-                            outcome.end = (.protocolError, "a message that is not a PowerDNS protobuf (PBDNSMessage)")
-                        }
-                    }
-                    series.account(frames: outcome.frames.count, bytes: readBytes)
-                    if let finished = outcome.end {
-                        end = finished
-                        settle()
-                        if let reply = outcome.reply, reply.type == .finish {
-                            // Unbound closes right after STOP without reading FINISH: still a clean end.
-                            try? await record.channel.writeAndFlush(reply.encoded(allocator: record.channel.allocator))
-                        }
-                        return
+        // The connection's reads until its session ends (or the input does).
+        func run() async throws {
+            while true {
+                var outcome: SessionOutcome
+                var readBytes = 0
+                if let bytes = try await reads.next() {
+                    readBytes = bytes.readableBytes
+                    outcome = session.receive(bytes)
+                } else {
+                    outcome = session.endOfInput()
+                }
+                if let reply = outcome.reply, reply.type != .finish {
+                    try await record.channel.writeAndFlush(reply.encoded(allocator: record.channel.allocator))
+                }
+                if !outcome.frames.isEmpty {
+                    await hand(await lanes.encode(outcome.frames), from: record, logger: logger)
+                    // PowerDNS's stream has no handshake and no resync: a message that does not
+                    // decode means the peer is not PowerDNS, and the connection ends.
+                    if format == .powerDNS, outcome.end == nil, lanes.takeFailures() > 0 {
+                        outcome.end = (.protocolError, "a message that is not a PowerDNS protobuf (PBDNSMessage)")
                     }
                 }
+                series.account(frames: outcome.frames.count, bytes: readBytes)
+                if let finished = outcome.end {
+                    end = finished
+                    settle()
+                    if let reply = outcome.reply, reply.type == .finish {
+                        // Unbound closes right after STOP without reading FINISH: still a clean end.
+                        try? await record.channel.writeAndFlush(reply.encoded(allocator: record.channel.allocator))
+                    }
+                    return
+                }
             }
+        }
+        do {
+            try await run()
         } catch {
             end = (.ioError, "\(error)")
         }
+        // Closed before it is counted as closed (settle), as the error or the session left it.
+        try? await record.channel.close()
         let refusal = record.refusal
         if let refusal { end = (.tlsRefused, refusal.detail) }
         settle()

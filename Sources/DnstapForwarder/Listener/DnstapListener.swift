@@ -38,9 +38,8 @@ public final class DnstapListener: Service {
         }
     }
 
-    typealias ConnectionChannel = NIOAsyncChannel<ByteBuffer, ByteBuffer>
     enum Accepted: Sendable {
-        case connection(ConnectionChannel, ConnectionRecord)
+        case connection(ConnectionReads, ConnectionRecord)
         case rejected
     }
 
@@ -340,11 +339,10 @@ public final class DnstapListener: Service {
                 }
                 // PowerDNS's stream has no handshake: its messages start at once.
                 if transport == .pdns { record.noteHandshakeComplete() }
-                let wrapped = try ConnectionChannel(
-                    wrappingChannelSynchronously: channel,
-                    configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
+                let reads = ConnectionReads(eventLoop: channel.eventLoop)
+                try channel.pipeline.syncOperations.addHandler(reads)
                 statistics.accepted()
-                return .connection(wrapped, record)
+                return .connection(reads, record)
             } catch {
                 registry.close(record, reason: .ioError)
                 throw error
@@ -391,9 +389,9 @@ public final class DnstapListener: Service {
         try await server.executeThenClose { inbound in
             try await withThrowingDiscardingTaskGroup { group in
                 for try await accepted in inbound {
-                    guard case .connection(let channel, let record) = accepted else { continue }
-                    group.addTask(executorPreference: executors.executor(for: channel.channel.eventLoop)) {
-                        await self.connections.serve(channel, record: record)
+                    guard case .connection(let reads, let record) = accepted else { continue }
+                    group.addTask(executorPreference: executors.executor(for: record.channel.eventLoop)) {
+                        await self.connections.serve(reads, record: record)
                     }
                 }
             }
