@@ -93,6 +93,10 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
         let logger = Logger(label: "dnstap-forwarder")
         // A closed stdout must be an error to count, not a signal that kills the process.
         signal(SIGPIPE, SIG_IGN)
+        // Likewise a file size limit (ulimit -f) on the output file or the spool: a failed write
+        // (EFBIG), logged and retried. The writes run on threads that block it today; this does not
+        // depend on that.
+        signal(SIGXFSZ, SIG_IGN)
         // As many connections as the hard limit allows (the cap, not the soft limit, should bound them).
         DescriptorLimit.raiseToHardLimit()
         let application = try ForwarderApplication(configuration: configuration, logger: logger)

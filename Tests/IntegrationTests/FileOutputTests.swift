@@ -96,6 +96,47 @@ struct FileOutputTests {
         #expect(files.count - 1 == 2, "at most -max-files rotated files are kept: \(files)")
     }
 
+    /// A file size limit (`ulimit -f`, RLIMIT_FSIZE, here set by `prlimit`) cuts a write off: the
+    /// kernel sends SIGXFSZ, which by default ends the process. The forwarder ignores it, so the
+    /// write fails (EFBIG) like one to a full disk: logged, the file cut back to its last whole
+    /// line, the batch kept and retried; once the limit is raised, every event is written once.
+    @Test("a file size limit (ulimit -f): no signal ends the process; the write error is logged and the batch retried until it fits, every event once")
+    func fileSizeLimit() async throws {
+        let replay = try tool("fstrm_replay")
+        let prlimit = try tool("prlimit")
+        let directory = try TemporaryDirectory()
+        let capture = directory.path + "/l.fstrm"
+        let (payloads, names) = DnstapBuilder.pairs(1000, prefix: "limit", suffix: ".test")
+        try Data(FrameStreamsFile.file(payloads: payloads)).write(to: URL(fileURLWithPath: capture))
+        let path = directory.path + "/tap.json"
+        // 64 KiB: a fraction of the first batch's lines.
+        let forwarder = try WatchedProcess(
+            prlimit,
+            ["--fsize=65536:unlimited", ShutdownTests.binary, "-unix-socket", directory.path + "/l.sock",
+             "-output-type", "file", "-output-path", path, "-batch-size", "1000", "-stats-interval", "0",
+             "-admin-listen", "127.0.0.1:0"])
+        #expect(try await within(30, "listening") { await forwarder.waitFor("listening for dnstap") }, "\(forwarder.text)")
+        #expect(try await run(replay, ["-t", "protobuf:dnstap.Dnstap", "-u", directory.path + "/l.sock", "-r", capture]).status == 0)
+        #expect(
+            try await within(30, "the write error") { await forwarder.waitFor("cannot write the output file") },
+            "\(forwarder.text.suffix(2000))")
+        #expect(forwarder.text.contains("File too large"), "\(forwarder.text.suffix(2000))")
+        // Cut back to whole lines while the limit holds.
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        #expect(size <= 65536)
+        #expect(Self.lines(path).last == "", "no torn line")
+        // The limit raised (prlimit ran the forwarder in its own process: the same pid).
+        #expect(
+            try await run(prlimit, ["--pid", "\(forwarder.process.processIdentifier)", "--fsize=unlimited:unlimited"]).status == 0)
+        #expect(try await within(60, "writing to resume") { await forwarder.waitFor("file output writes again") })
+        forwarder.signal(SIGTERM)
+        #expect(try await within(60, "exit") { await forwarder.waitForExit() } == 0, "\(forwarder.text.suffix(2000))")
+        let lines = Self.lines(path).dropLast()
+        #expect(lines.count == payloads.count)
+        #expect(Set(queries(Array(lines))) == names)
+        #expect(lines.allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil })
+    }
+
     @Test("syslog format: RFC 5424 lines with the JSON event as the message")
     func syslog() async throws {
         let directory = try TemporaryDirectory()
