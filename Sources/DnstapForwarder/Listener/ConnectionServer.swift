@@ -103,7 +103,8 @@ struct ConnectionServer: Sendable {
         } catch {
             end = (.ioError, "\(error)")
         }
-        // Closed before it is counted as closed (settle), as the error or the session left it.
+        // Whatever ended it (the session, the peer, an error, a close request), the channel is closed
+        // before the connection is logged as closed.
         try? await record.channel.close()
         let refusal = record.refusal
         if let refusal { end = (.tlsRefused, refusal.detail) }
