@@ -96,7 +96,7 @@ struct FileOutputTests {
         #expect(files.count - 1 == 2, "at most -max-files rotated files are kept: \(files)")
     }
 
-    /// A file size limit (`ulimit -f`, RLIMIT_FSIZE, here set by `prlimit`) cuts a write off: the
+    /// A file size limit (`ulimit -f`, RLIMIT_FSIZE, here set with `prlimit`) cuts a write off: the
     /// kernel sends SIGXFSZ, which by default ends the process. The forwarder ignores it, so the
     /// write fails (EFBIG) like one to a full disk: logged, the file cut back to its last whole
     /// line, the batch kept and retried; once the limit is raised, every event is written once.
@@ -109,13 +109,16 @@ struct FileOutputTests {
         let (payloads, names) = DnstapBuilder.pairs(1000, prefix: "limit", suffix: ".test")
         try Data(FrameStreamsFile.file(payloads: payloads)).write(to: URL(fileURLWithPath: capture))
         let path = directory.path + "/tap.json"
-        // 64 KiB: a fraction of the first batch's lines.
         let forwarder = try WatchedProcess(
-            prlimit,
-            ["--fsize=65536:unlimited", ShutdownTests.binary, "-unix-socket", directory.path + "/l.sock",
-             "-output-type", "file", "-output-path", path, "-batch-size", "1000", "-stats-interval", "0",
-             "-admin-listen", "127.0.0.1:0"])
+            ShutdownTests.binary,
+            ["-unix-socket", directory.path + "/l.sock", "-output-type", "file", "-output-path", path, "-batch-size", "1000",
+             "-stats-interval", "0", "-admin-listen", "127.0.0.1:0"])
         #expect(try await within(30, "listening") { await forwarder.waitFor("listening for dnstap") }, "\(forwarder.text)")
+        // The limit set on the running process, as an operator's `ulimit -f` would be (set before
+        // the start, it also bounds a sanitizer runtime's own files): 64 KiB, a fraction of the
+        // first batch's lines.
+        let pid = "\(forwarder.process.processIdentifier)"
+        #expect(try await run(prlimit, ["--pid", pid, "--fsize=65536:unlimited"]).status == 0)
         #expect(try await run(replay, ["-t", "protobuf:dnstap.Dnstap", "-u", directory.path + "/l.sock", "-r", capture]).status == 0)
         #expect(
             try await within(30, "the write error") { await forwarder.waitFor("cannot write the output file") },
@@ -125,9 +128,8 @@ struct FileOutputTests {
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         #expect(size <= 65536)
         #expect(Self.lines(path).last == "", "no torn line")
-        // The limit raised (prlimit ran the forwarder in its own process: the same pid).
-        #expect(
-            try await run(prlimit, ["--pid", "\(forwarder.process.processIdentifier)", "--fsize=unlimited:unlimited"]).status == 0)
+        // The limit raised.
+        #expect(try await run(prlimit, ["--pid", pid, "--fsize=unlimited:unlimited"]).status == 0)
         #expect(try await within(60, "writing to resume") { await forwarder.waitFor("file output writes again") })
         forwarder.signal(SIGTERM)
         #expect(try await within(60, "exit") { await forwarder.waitForExit() } == 0, "\(forwarder.text.suffix(2000))")
