@@ -90,7 +90,7 @@ struct ConnectionReadQueue {
 ///
 /// Its state is touched only on the channel's event loop; `next()` checks where it runs and, off
 /// the loop, waits through it. Unchecked Sendable for that reason.
-final class ConnectionReads: ChannelDuplexHandler, RemovableChannelHandler, @unchecked Sendable {
+final class ConnectionReads: ChannelDuplexHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = Any
 
@@ -108,14 +108,7 @@ final class ConnectionReads: ChannelDuplexHandler, RemovableChannelHandler, @unc
     func next() async throws -> ByteBuffer? {
         if eventLoop.inEventLoop {
             if Task.isCancelled { queue.finish(.cancelled) }
-            let (taken, resume) = queue.take()
-            if resume { context?.read() }
-            switch taken {
-            case .read(let bytes): return bytes
-            case .end: return nil
-            case .failure(let error): throw error
-            case .nothing: break
-            }
+            if let taken = takeNow() { return try taken.get() }
         }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
@@ -127,6 +120,19 @@ final class ConnectionReads: ChannelDuplexHandler, RemovableChannelHandler, @unc
             }
         } onCancel: {
             eventLoop.execute { self.finish(.cancelled) }
+        }
+    }
+
+    /// What there is to take now (a read, nil for the end, or the error), passing on a held read
+    /// when the queue has room again; nil if nothing yet.
+    private func takeNow() -> Result<ByteBuffer?, any Error>? {
+        let (taken, resume) = queue.take()
+        if resume { context?.read() }
+        switch taken {
+        case .read(let bytes): return .success(bytes)
+        case .end: return .success(nil)
+        case .failure(let error): return .failure(error)
+        case .nothing: return nil
         }
     }
 
@@ -143,21 +149,9 @@ final class ConnectionReads: ChannelDuplexHandler, RemovableChannelHandler, @unc
 
     /// Gives the waiting task what there is to take, if anything.
     private func resumeWaiter() {
-        guard let waiter else { return }
-        let (taken, resume) = queue.take()
-        switch taken {
-        case .nothing: return
-        case .read(let bytes):
-            self.waiter = nil
-            if resume { context?.read() }
-            waiter.resume(returning: bytes)
-        case .end:
-            self.waiter = nil
-            waiter.resume(returning: nil)
-        case .failure(let error):
-            self.waiter = nil
-            waiter.resume(throwing: error)
-        }
+        guard let waiter, let taken = takeNow() else { return }
+        self.waiter = nil
+        waiter.resume(with: taken)
     }
 
     // MARK: - The pipeline's side
