@@ -27,7 +27,11 @@ enum DnstapEventFields {
         if let messageType {
             facts.typeName = messageType.name
             facts.isQuery = messageType.isQuery
-            json.field("dnstap_type", messageType.name)
+            if let staticName = messageType.staticName {
+                json.field("dnstap_type", static: staticName)
+            } else {
+                json.field("dnstap_type", messageType.name)
+            }
             if let isQuery = messageType.isQuery {
                 json.field("message_type", static: isQuery ? "Query" : "Response")
             }
@@ -186,6 +190,8 @@ extension ProtobufCBinaryData {
 /// Describes a dnstap Message.Type, including values newer than this build knows.
 struct MessageTypeInfo {
     let name: String
+    /// The same for the types this build knows, to write without scanning a String.
+    let staticName: StaticString?
     /// true for *_QUERY, false for *_RESPONSE, nil when unknown.
     let isQuery: Bool?
     /// CLIENT_, RESOLVER_ and FORWARDER_RESPONSE: the responses the resolution map learns from.
@@ -196,16 +202,19 @@ struct MessageTypeInfo {
         let raw = message.has_type != 0 ? Int32(bitPattern: message.type.rawValue) : 0
         if raw >= 1 && Int(raw) <= Self.names.count {
             name = Self.names[Int(raw) - 1]
+            staticName = Self.staticNames[Int(raw) - 1]
             isQuery = raw % 2 == 1
             feedsResolutionMap = raw == 4 || raw == 6 || raw == 8
         } else {
             name = "UNKNOWN(\(raw))"
+            staticName = nil
             isQuery = nil
             feedsResolutionMap = false
         }
     }
 
-    private static let names = [
+    private static let names = staticNames.map { "\($0)" }
+    private static let staticNames: [StaticString] = [
         "AUTH_QUERY", "AUTH_RESPONSE", "RESOLVER_QUERY", "RESOLVER_RESPONSE", "CLIENT_QUERY", "CLIENT_RESPONSE",
         "FORWARDER_QUERY", "FORWARDER_RESPONSE", "STUB_QUERY", "STUB_RESPONSE", "TOOL_QUERY", "TOOL_RESPONSE",
         "UPDATE_QUERY", "UPDATE_RESPONSE",

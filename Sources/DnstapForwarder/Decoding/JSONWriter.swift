@@ -149,9 +149,7 @@ final class JSONObjectWriter {
 
     func field(_ name: StaticString, static value: StaticString) {
         key(name)
-        append(UInt8(ascii: "\""))
-        append(static: value)
-        append(UInt8(ascii: "\""))
+        writeQuoted(value)
     }
 
     func field(_ name: StaticString, bytes value: UnsafeRawBufferPointer) {
@@ -268,20 +266,35 @@ final class JSONObjectWriter {
     private static let digitPairs: StaticString =
         "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
 
-    /// An address byte in decimal (an IPv4 address's octet).
+    /// A dotted quad (`value`'s high byte first) with one capacity check.
+    private func writeIPv4(_ value: UInt32) {
+        reserve(15)
+        var cursor = base + count
+        var shift: UInt32 = 24
+        while true {
+            cursor = Self.writeOctet(UInt8(truncatingIfNeeded: value >> shift), at: cursor)
+            guard shift > 0 else { break }
+            cursor.pointee = UInt8(ascii: ".")
+            cursor += 1
+            shift -= 8
+        }
+        count = cursor - base
+    }
+
+    /// An address byte in decimal at `cursor` (room checked by the caller); returns the end.
     @inline(__always)
-    private func writeOctet(_ value: UInt8) {
-        reserve(3)
+    private static func writeOctet(_ value: UInt8, at cursor: UnsafeMutablePointer<UInt8>) -> UnsafeMutablePointer<UInt8> {
+        var cursor = cursor
         if value >= 100 {
-            base[count] = UInt8(ascii: "0") + value / 100
-            count += 1
+            cursor.pointee = UInt8(ascii: "0") + value / 100
+            cursor += 1
         }
         if value >= 10 {
-            base[count] = UInt8(ascii: "0") + value / 10 % 10
-            count += 1
+            cursor.pointee = UInt8(ascii: "0") + value / 10 % 10
+            cursor += 1
         }
-        base[count] = UInt8(ascii: "0") + value % 10
-        count += 1
+        cursor.pointee = UInt8(ascii: "0") + value % 10
+        return cursor + 1
     }
 
     /// An IPv4 or IPv6 address (or hex for any other length) as a JSON string.
@@ -289,10 +302,7 @@ final class JSONObjectWriter {
         key(name)
         append(UInt8(ascii: "\""))
         if bytes.count == 4 {
-            for (offset, byte) in bytes.enumerated() {
-                if offset > 0 { append(UInt8(ascii: ".")) }
-                writeOctet(byte)
-            }
+            writeIPv4(UInt32(bigEndian: bytes.loadUnaligned(as: UInt32.self)))
         } else if bytes.count == 16 {
             writeIPv6(IPv6Bytes(bytes))
         } else {
@@ -388,10 +398,7 @@ final class JSONObjectWriter {
         if needsComma { append(UInt8(ascii: ",")) }
         needsComma = true
         append(UInt8(ascii: "\""))
-        for shift: UInt32 in [24, 16, 8, 0] {
-            if shift != 24 { append(UInt8(ascii: ".")) }
-            writeOctet(UInt8(truncatingIfNeeded: address.value >> shift))
-        }
+        writeIPv4(address.value)
         append(UInt8(ascii: "\""))
     }
 
@@ -407,9 +414,19 @@ final class JSONObjectWriter {
     func arrayElement(static value: StaticString) {
         if needsComma { append(UInt8(ascii: ",")) }
         needsComma = true
-        append(UInt8(ascii: "\""))
-        append(static: value)
-        append(UInt8(ascii: "\""))
+        writeQuoted(value)
+    }
+
+    /// `"value"` with one capacity check (a static value needs no escape).
+    @inline(__always)
+    private func writeQuoted(_ value: StaticString) {
+        let length = value.utf8CodeUnitCount
+        reserve(length + 2)
+        let cursor = base + count
+        cursor.pointee = UInt8(ascii: "\"")
+        Self.copy(value.utf8Start, to: cursor + 1, count: length)
+        cursor[length + 1] = UInt8(ascii: "\"")
+        count += length + 2
     }
 
     func endArray() {

@@ -80,9 +80,12 @@ public final class RecentResponses: @unchecked Sendable {
     /// read as zero.
     static func hashWithoutTTLs(_ response: DNSWireMessage) -> UInt64 {
         let end = response.answerSectionEnd
+        // The closure takes only what it reads, not a copy of the message.
+        let bytes = response.bytes
+        let answers = response.answers
         return withUnsafeTemporaryAllocation(byteCount: end - 2, alignment: 8) { copy in
-            copy.copyMemory(from: UnsafeRawBufferPointer(rebasing: response.bytes[2..<end]))
-            for answer in response.answers {
+            copy.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[2..<end]))
+            for answer in answers {
                 copy.storeBytes(of: 0, toByteOffset: answer.ttlOffset - 2, as: UInt32.self)
             }
             return hash(UnsafeRawBufferPointer(copy))
