@@ -1,6 +1,7 @@
 import DnstapForwarder
 import DnstapForwarderTesting
 import Foundation
+import NIOCore
 import Testing
 
 @Suite("file output: rotation, syslog, a full disk")
@@ -195,5 +196,74 @@ struct FileOutputTests {
         let lines = Self.lines(path).dropLast()
         #expect(lines.count == 100)
         #expect(Set(queries(Array(lines))) == names)
+    }
+
+    /// A batch that does not fit in one file is written file by file. When the rotation between
+    /// two of them fails, the retry goes on from the first line not yet in a file: the lines
+    /// already in the first are not written again, and none is lost.
+    @Test("a batch spanning two files whose rotation fails: the retry goes on from the first line not yet written, every event once and in order")
+    func rotationFailsMidBatch() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/dnstap.log"
+        let payloads = DnstapBuilder.pairs(100, prefix: "mid", suffix: ".test").payloads
+        // The lines to expect, as the encoder renders them (every message has its dnstap time; the
+        // sender is the unix socket peer's user).
+        var encoder = DnstapEventEncoder()
+        encoder.sender = "uid=\(getuid())"
+        for payload in payloads { try encoder.append(frame: ByteBuffer(bytes: payload), receivedAtMicros: 0) }
+        let expected = encoder.takeEvents().map { String(buffer: $0.json) }
+        let total = expected.reduce(0) { $0 + $1.utf8.count + 1 }
+        // While a directory stands where the file rotates to ({path}.1), the rotation's rename fails
+        // (EISDIR), for root too. Another, not empty, stands at {path}.2, where {path}.1 would move
+        // first (its rename fails, ENOTEMPTY): a retry that wrote the first lines again would
+        // need a second rotation, and both files are kept to show it.
+        let rotated = path + ".1"
+        let older = path + ".2"
+        try FileManager.default.createDirectory(atPath: rotated, withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(atPath: older + "/kept", withIntermediateDirectories: true)
+        let recorder = LogRecorder()
+        let (_, summary) = try await withForwarder({ config in
+            config.output = .file
+            config.file.path = path
+            // About two thirds of the lines fit in a file: one rotation, in the middle of the batch.
+            config.file.maxFileBytes = total * 2 / 3
+            config.file.maxFiles = 2
+            config.batchSize = 1000
+        }, sink: nil, logger: recorder.logger()) { forwarder in
+            let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
+            try await client.handshake()
+            try await client.sendData(payloads)
+            try await within(30, "the failed rotation") { await recorder.waitFor("cannot write the output file") }
+            // The first file holds the batch's first lines, whole; the batch is not out yet.
+            let first = Self.lines(path)
+            #expect(first.last == "")
+            #expect(first.count - 1 > 0 && first.count - 1 < expected.count, "\(first.count - 1) lines in the first file")
+            let firstLines = Array(first.dropLast())
+            let firstAsExpected = Self.sameLines(firstLines, Array(expected.prefix(firstLines.count)))
+            #expect(firstAsExpected)
+            #expect(forwarder.statistics.eventsOut.load(ordering: .relaxed) == 0)
+            try FileManager.default.removeItem(atPath: rotated)
+            try FileManager.default.removeItem(atPath: older)
+            try await within(30, "writing to resume") { await recorder.waitFor("file output writes again") }
+            try await client.send(FrameStreamsTestClient.stop)
+            _ = await client.waitForClose()
+        }
+        #expect(summary.undelivered == 0)
+        #expect(summary.eventsOut == expected.count)
+        // One rotation: the batch's first lines in {path}.1, the rest in {path}, none again.
+        #expect(!FileManager.default.fileExists(atPath: older))
+        let written = Array(Self.lines(older).dropLast() + Self.lines(rotated).dropLast() + Self.lines(path).dropLast())
+        let allAsExpected = Self.sameLines(written, expected)
+        #expect(allAsExpected)
+    }
+
+    /// Whether the lines are the expected ones, recording the first that differs.
+    static func sameLines(_ lines: [String], _ expected: [String]) -> Bool {
+        let common = min(lines.count, expected.count)
+        guard let index = (0..<common).first(where: { lines[$0] != expected[$0] }) ?? (lines.count == expected.count ? nil : common) else {
+            return true
+        }
+        Issue.record("\(lines.count) lines, \(expected.count) expected; line \(index): \(index < lines.count ? lines[index].prefix(200) : "none"), expected \(index < expected.count ? expected[index].prefix(200) : "none")")
+        return false
     }
 }
