@@ -228,7 +228,9 @@ struct FileOutputTests {
             // About two thirds of the lines fit in a file: one rotation, in the middle of the batch.
             config.file.maxFileBytes = total * 2 / 3
             config.file.maxFiles = 2
+            // One batch: every event is in when the flush timer takes it, however slow the machine.
             config.batchSize = 1000
+            config.flushInterval = .seconds(2)
         }, sink: nil, logger: recorder.logger()) { forwarder in
             let client = try await FrameStreamsTestClient.connect(unixPath: forwarder.unixPath!)
             try await client.handshake()
