@@ -177,6 +177,47 @@ struct EventEncoderTests {
         }
     }
 
+    @Test("identity, sender, version and extra are copied from the last event only while all four are the same")
+    func sourceFieldsAcrossEvents() throws {
+        func frame(identity: String?, version: String?, extra: [UInt8]?) throws -> [UInt8] {
+            var dnstap = Dnstap_Dnstap()
+            dnstap.type = .message
+            if let identity { dnstap.identity = Data(identity.utf8) }
+            if let version { dnstap.version = Data(version.utf8) }
+            if let extra { dnstap.extra = Data(extra) }
+            var message = Dnstap_Message()
+            message.type = .clientQuery
+            message.queryMessage = Data(DNSWireBuilder.query(name: "s.test"))
+            dnstap.message = message
+            return try dnstap.serializedBytes()
+        }
+        let long = [UInt8](repeating: UInt8(ascii: "x"), count: SourceFieldsCache.maxBytes + 1)
+        // Each step against the one before: the same, then one thing changed (a byte, a presence, a
+        // boundary moved between two fields, the sender), a source too long to keep, and back.
+        let steps: [(identity: String?, version: String?, extra: [UInt8]?, sender: String?)] = [
+            ("r1", "v 1", nil, "uid=0"), ("r1", "v 1", nil, "uid=0"), ("r1", "v 2", nil, "uid=0"), ("r1", "v 2", nil, "uid=0"),
+            ("r2", "v 2", nil, "uid=0"), ("r2", "v 2", nil, "CN=other"), ("r2", "v 2", nil, nil), ("r2", "v 2", nil, nil),
+            ("r2", nil, nil, nil), ("r2", "", nil, nil), ("r2", "", [], nil), ("r2", "", [0xff, 0x22], nil), ("r2", "", [0xff, 0x23], nil),
+            ("r2v", " 2", nil, "uid=0"), ("r2", "v 2", nil, "uid=0"), (nil, "v 2", nil, "uid=0"), ("", "v 2", nil, "uid=0"),
+            ("r\u{1}\"", "v 2", long, "uid=0"), ("r\u{1}\"", "v 2", long, "uid=0"), ("r1", "v 1", nil, "uid=0"), ("r1", "v 1", nil, "uid=0"),
+        ]
+        var kept = DnstapEventEncoder()
+        for (index, step) in steps.enumerated() {
+            let bytes = ByteBuffer(bytes: try frame(identity: step.identity, version: step.version, extra: step.extra))
+            kept.sender = step.sender
+            try kept.append(frame: bytes, receivedAtMicros: 0)
+            var fresh = DnstapEventEncoder()
+            fresh.sender = step.sender
+            try fresh.append(frame: bytes, receivedAtMicros: 0)
+            let got = String(buffer: try #require(kept.takeEvents().first).json)
+            let expected = String(buffer: try #require(fresh.takeEvents().first).json)
+            #expect(got == expected, "step \(index)")
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(got.utf8)) as? [String: Any])
+            #expect(object["identity"] as? String == step.identity, "step \(index)")
+            #expect(object["sender"] as? String == step.sender, "step \(index)")
+        }
+    }
+
     @Test("integers, fixed-point microseconds and IPv4 octets are the decimal text Swift writes")
     func decimals() {
         var values: [UInt64] = [0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 65535, 1 << 32, UInt64(Int64.max), UInt64.max]

@@ -107,6 +107,8 @@ struct DNSWireMessage: DNSMessageHeader {
 /// nothing of its own: the builder for the names still made Strings, and the answers' array.
 struct DNSParseScratch {
     var names = DNSNames.NameBuilder()
+    /// The connection's last `identity` to `extra` fields, as written.
+    var sources = SourceFieldsCache()
     fileprivate var answers: [DNSWireMessage.Record] = []
     /// Answers whose array is kept for the next message; a larger one's is freed.
     static let keptAnswers = 64

@@ -41,10 +41,10 @@ enum DnstapEventFields {
             facts.typeName = type == 1 ? "NO_MESSAGE" : "UNKNOWN(\(type))"
             json.field("dnstap_type", type == 1 ? "NO_MESSAGE" : "UNKNOWN(\(type))")
         }
-        if dnstap.has_identity != 0 { json.field("identity", bytes: dnstap.identity.bytes) }
-        if let sender { json.field("sender", sender) }
-        if dnstap.has_version != 0 { json.field("version", bytes: dnstap.version.bytes) }
-        if dnstap.has_extra != 0 { json.field("extra", bytes: dnstap.extra.bytes) }
+        scratch.sources.write(
+            identity: dnstap.has_identity != 0 ? dnstap.identity.bytes : nil, sender: sender,
+            version: dnstap.has_version != 0 ? dnstap.version.bytes : nil, extra: dnstap.has_extra != 0 ? dnstap.extra.bytes : nil,
+            into: json)
         guard let message else { return eventTime }
         let fields = message.pointee
 

@@ -9,7 +9,7 @@ final class JSONObjectWriter {
     @exclusivity(unchecked) private var base: UnsafeMutablePointer<UInt8>
     @exclusivity(unchecked) private var capacity: Int
     @exclusivity(unchecked) private(set) var count = 0
-    @exclusivity(unchecked) private var needsComma = false
+    @exclusivity(unchecked) private(set) var needsComma = false
     /// The second of the last timestamp written, and its text up to the fraction.
     @exclusivity(unchecked) private var cachedSecond = Int64.min
     private let cachedSecondPrefix = UnsafeMutablePointer<UInt8>.allocate(capacity: JSONObjectWriter.secondPrefixLength)
@@ -49,6 +49,22 @@ final class JSONObjectWriter {
     }
 
     func newline() { append(UInt8(ascii: "\n")) }
+
+    /// Fields this writer wrote before (`bytes`: `"name":value` pairs joined by commas, as
+    /// `bytes(from:)` took them), after a comma when a field came before.
+    func appendFields(_ bytes: UnsafeRawBufferPointer) {
+        guard !bytes.isEmpty else { return }
+        if needsComma { append(UInt8(ascii: ",")) }
+        append(bytes)
+        needsComma = true
+    }
+
+    /// The fields written since `offset` (a `count` taken with `needsComma` as `hadComma`), without
+    /// the comma that led them.
+    func fields(since offset: Int, hadComma: Bool) -> UnsafeRawBufferPointer {
+        let start = offset + (hadComma && count > offset ? 1 : 0)
+        return UnsafeRawBufferPointer(start: base + start, count: count - start)
+    }
 
     /// A field whose value is already JSON (an event object).
     func rawField(_ name: StaticString, json: ByteBuffer) {
