@@ -37,7 +37,9 @@ public enum TransactionOutcome: String, CaseIterable, Sendable {
 /// times (its shard, the lookup, the insert or removal).
 struct TransactionKey: Hashable, Sendable {
     let bytes: [UInt8]
-    private let hash: Int
+    /// The bytes' hash, computed once (a `Hasher`'s, so seeded per process): the table's shard,
+    /// and what `hash(into:)` feeds the dictionary.
+    let hash: Int
 
     /// The key of a dnstap message, or nil when it cannot be joined (no DNS message, no question,
     /// a type that is neither query nor response). The response's key is its query's.
@@ -195,7 +197,7 @@ public final class TransactionTable: Sendable {
     }
 
     private func shard(_ key: TransactionKey) -> Locked<TransactionTableStateMachine<TransactionKey, HeldQuery>> {
-        shards.count == 1 ? shards[0] : shards[Int(UInt(bitPattern: key.hashValue) % UInt(shards.count))]
+        shards.count == 1 ? shards[0] : shards[Int(UInt(bitPattern: key.hash) % UInt(shards.count))]
     }
 
     /// Holds a query; returns the queries that had to leave for it (to be written unanswered).

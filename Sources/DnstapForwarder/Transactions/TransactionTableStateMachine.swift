@@ -41,7 +41,9 @@ public struct TransactionTableStateMachine<Key: Hashable, Value> {
         precondition(capacity > 0, "a transaction table holds at least one query")
         self.capacity = capacity
         self.timeout = timeout
-        entries.reserveCapacity(min(capacity, 1 << 16))
+        // Not reserved up front: a table sized for its bound spreads the few queries usually in
+        // flight over megabytes, and every hold and take would miss the cache. It grows (and
+        // stays) as large as the queries held at once.
     }
 
     public var count: Int { entries.count }
@@ -53,14 +55,15 @@ public struct TransactionTableStateMachine<Key: Hashable, Value> {
     /// supersedes (same key) and, when the table was full, the oldest.
     public mutating func hold(_ key: Key, _ value: Value, now: NIODeadline) -> [(Value, Release)] {
         var released: [(Value, Release)] = []
-        if let old = entries.removeValue(forKey: key) {
-            released.append((old.value, .superseded))
-        } else if entries.count >= capacity, let oldest = popOldest() {
-            released.append((oldest, .evicted))
-        }
         let sequence = nextSequence
         nextSequence &+= 1
-        entries[key] = Entry(value: value, sequence: sequence, deadline: now + timeout)
+        // One lookup: the new entry replaces a held one with its key, or is added (and then, over
+        // the bound, the oldest leaves; the new one is not in the FIFO yet).
+        if let old = entries.updateValue(Entry(value: value, sequence: sequence, deadline: now + timeout), forKey: key) {
+            released.append((old.value, .superseded))
+        } else if entries.count > capacity, let oldest = popOldest() {
+            released.append((oldest, .evicted))
+        }
         order.append((sequence, key))
         if order.count > 2 * entries.count + 64 { compact() }
         return released
