@@ -122,6 +122,47 @@ struct TransactionTests {
         return ByteBuffer(bytes: try! message.serializedBytes() as [UInt8])
     }
 
+    @Test("a question's key: ASCII letters in either case are the same question; any other byte, the type, the class or the ID is another")
+    func questionKey() throws {
+        let decoder = DnstapProtobufDecoder()
+        func key(_ labels: [[UInt8]], type: UInt16 = 1, qclass: UInt16 = 1, id: UInt16 = 7) throws -> [UInt8]? {
+            var wire: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xFF), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]
+            for label in labels { wire += [UInt8(label.count)] + label }
+            wire += [0, UInt8(type >> 8), UInt8(type & 0xFF), UInt8(qclass >> 8), UInt8(qclass & 0xFF)]
+            let frame = DnstapBuilder.message(type: .clientQuery, query: wire)
+            defer { decoder.reset() }
+            var scratch: [UInt8] = []
+            return try frame.withUnsafeBytes { bytes in
+                let dnstap = try #require(decoder.decode(bytes))
+                return TransactionKey(dnstap: dnstap, isQuery: true, scratch: &scratch)?.bytes
+            }
+        }
+        let plain = try #require(try key([Array("www".utf8), Array("example-1".utf8), Array("test".utf8)]))
+        #expect(try key([Array("WwW".utf8), Array("EXAMPLE-1".utf8), Array("tesT".utf8)]) == plain)
+        // Every other byte counts as it is: "-" (0x2D) and "\r" (0x0D), "@" (0x40) and "`" (0x60),
+        // "[" (0x5B) and "{" (0x7B), 0xC1 and 0xE1 differ by the same bit as a capital and its letter.
+        for (a, b) in [(0x2D, 0x0D), (0x40, 0x60), (0x5B, 0x7B), (0xC1, 0xE1)] as [(UInt8, UInt8)] {
+            #expect(try key([[a, 0x61]]) != key([[b, 0x61]]), "\(a) against \(b)")
+        }
+        #expect(try key([Array("www".utf8)]) != key([Array("ww".utf8), Array("w".utf8)]), "the label boundaries count")
+        #expect(try key([Array("a".utf8)], type: 28) != key([Array("a".utf8)]))
+        #expect(try key([Array("a".utf8)], qclass: 3) != key([Array("a".utf8)]))
+        #expect(try key([Array("a".utf8)], id: 8) != key([Array("a".utf8)]))
+        // Not a question to join: a pointer in the name, or a name cut short.
+        let frame = DnstapBuilder.message(type: .clientQuery, query: [0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 0x0C, 0, 1, 0, 1])
+        var scratch: [UInt8] = []
+        try frame.withUnsafeBytes { bytes in
+            let dnstap = try #require(decoder.decode(bytes))
+            #expect(TransactionKey(dnstap: dnstap, isQuery: true, scratch: &scratch) == nil)
+        }
+        decoder.reset()
+        let cut = DnstapBuilder.message(type: .clientQuery, query: [0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, 0x61, 0x62])
+        try cut.withUnsafeBytes { bytes in
+            let dnstap = try #require(decoder.decode(bytes))
+            #expect(TransactionKey(dnstap: dnstap, isQuery: true, scratch: &scratch) == nil)
+        }
+    }
+
     @Test("a query and its response: one event, the response's fields with query_timestamp and duration")
     func joined() throws {
         var encoder = DnstapEventEncoder()

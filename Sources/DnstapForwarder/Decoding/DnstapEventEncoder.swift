@@ -113,7 +113,7 @@ public struct DnstapEventEncoder {
             return true
         }
         let held = HeldQuery(
-            content: .dnstap(frame: Array(frame.readableBytesView), receivedAtMicros: receivedAtMicros, sender: sender),
+            content: .dnstap(frame: frame.withUnsafeReadableBytes { Array($0) }, receivedAtMicros: receivedAtMicros, sender: sender),
             timeMicros: time, sampleRate: filter?.settings.sampleRate ?? 1)
         for (released, why) in transactions!.hold(key.compacted(), held) { writeReleased(released, why) }
         return true

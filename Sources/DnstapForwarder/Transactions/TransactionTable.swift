@@ -128,25 +128,28 @@ struct TransactionKey: Hashable, Sendable {
     /// message has no whole question.
     private static func appendIDAndQuestion(_ wire: UnsafeRawBufferPointer, to key: inout [UInt8]) -> Bool {
         guard wire.count >= 12, wire[4] != 0 || wire[5] != 0 else { return false }
-        key.append(wire[0])
-        key.append(wire[1])
         var position = 12
         while true {
             guard position < wire.count else { return false }
             let length = Int(wire[position])
-            key.append(UInt8(length))
             position += 1
             if length == 0 { break }
             // The first name cannot point backwards: a pointer here (or a label over 63) is malformed.
             guard length <= 63, position + length <= wire.count else { return false }
-            for index in position..<(position + length) {
-                let byte = wire[index]
-                key.append(byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte)
-            }
             position += length
         }
         guard position + 4 <= wire.count else { return false }
-        key.append(contentsOf: UnsafeRawBufferPointer(rebasing: wire[position..<(position + 4)]))
+        key.append(wire[0])
+        key.append(wire[1])
+        // The name, type and class in one copy; then the name's ASCII capitals lowercased in place
+        // (its length bytes, at most 63, are below "A").
+        let nameStart = key.count
+        key.append(contentsOf: UnsafeRawBufferPointer(rebasing: wire[12..<(position + 4)]))
+        key.withUnsafeMutableBufferPointer { bytes in
+            for index in nameStart..<(nameStart + position - 12) where bytes[index] >= 0x41 && bytes[index] <= 0x5A {
+                bytes[index] |= 0x20
+            }
+        }
         return true
     }
 }
