@@ -51,7 +51,7 @@ final class JSONObjectWriter {
     func newline() { append(UInt8(ascii: "\n")) }
 
     /// Fields this writer wrote before (`bytes`: `"name":value` pairs joined by commas, as
-    /// `bytes(from:)` took them), after a comma when a field came before.
+    /// `fields(since:hadComma:)` took them), after a comma when a field came before.
     func appendFields(_ bytes: UnsafeRawBufferPointer) {
         guard !bytes.isEmpty else { return }
         if needsComma { append(UInt8(ascii: ",")) }
