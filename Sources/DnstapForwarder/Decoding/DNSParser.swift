@@ -103,11 +103,11 @@ struct DNSWireMessage: DNSMessageHeader {
     }
 }
 
-/// What the event encoder keeps from one message's parse to the next, so that a parse allocates
-/// nothing of its own: the builder for the names still made Strings, and the answers' array.
+/// What the event encoder keeps from one message to the next, so that a parse allocates nothing
+/// of its own: the builder for the names still made Strings, and the answers' array; and the
+/// connection's source fields as last written (`SourceFieldsCache`).
 struct DNSParseScratch {
     var names = DNSNames.NameBuilder()
-    /// The connection's last `identity` to `extra` fields, as written.
     var sources = SourceFieldsCache()
     fileprivate var answers: [DNSWireMessage.Record] = []
     /// Answers whose array is kept for the next message; a larger one's is freed.

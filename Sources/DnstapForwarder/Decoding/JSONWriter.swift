@@ -9,7 +9,7 @@ final class JSONObjectWriter {
     @exclusivity(unchecked) private var base: UnsafeMutablePointer<UInt8>
     @exclusivity(unchecked) private var capacity: Int
     @exclusivity(unchecked) private(set) var count = 0
-    @exclusivity(unchecked) private(set) var needsComma = false
+    @exclusivity(unchecked) private var needsComma = false
     /// The second of the last timestamp written, and its text up to the fraction.
     @exclusivity(unchecked) private var cachedSecond = Int64.min
     private let cachedSecondPrefix = UnsafeMutablePointer<UInt8>.allocate(capacity: JSONObjectWriter.secondPrefixLength)
@@ -51,7 +51,7 @@ final class JSONObjectWriter {
     func newline() { append(UInt8(ascii: "\n")) }
 
     /// Fields this writer wrote before (`bytes`: `"name":value` pairs joined by commas, as
-    /// `fields(since:hadComma:)` took them), after a comma when a field came before.
+    /// `fields(since:)` took them), after a comma when a field came before.
     func appendFields(_ bytes: UnsafeRawBufferPointer) {
         guard !bytes.isEmpty else { return }
         if needsComma { append(UInt8(ascii: ",")) }
@@ -59,10 +59,10 @@ final class JSONObjectWriter {
         needsComma = true
     }
 
-    /// The fields written since `offset` (a `count` taken with `needsComma` as `hadComma`), without
-    /// the comma that led them.
-    func fields(since offset: Int, hadComma: Bool) -> UnsafeRawBufferPointer {
-        let start = offset + (hadComma && count > offset ? 1 : 0)
+    /// The fields written since `offset` (a `count` taken before them), without the comma that
+    /// led them: a field starts with its key's quote, or with a comma when one came before.
+    func fields(since offset: Int) -> UnsafeRawBufferPointer {
+        let start = offset < count && base[offset] == UInt8(ascii: ",") ? offset + 1 : offset
         return UnsafeRawBufferPointer(start: base + start, count: count - start)
     }
 

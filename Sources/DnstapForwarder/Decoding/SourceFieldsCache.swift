@@ -34,12 +34,11 @@ struct SourceFieldsCache {
             return
         }
         let start = writer.count
-        let hadComma = writer.needsComma
         if let identity { writer.field("identity", bytes: identity) }
         if let sender { writer.field("sender", sender) }
         if let version { writer.field("version", bytes: version) }
         if let extra { writer.field("extra", bytes: extra) }
-        let written = writer.fields(since: start, hadComma: hadComma)
+        let written = writer.fields(since: start)
         guard written.count <= Self.maxBytes else {
             valid = false
             return
