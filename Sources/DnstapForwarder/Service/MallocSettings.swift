@@ -5,12 +5,12 @@ import CDnstapProtobufC
 /// A read's events are one block of JSON (about 180 KB for a full 64 KiB read), freed by the
 /// output's thread once written, a batch of them at a time. By default glibc gives the top of an
 /// arena back to the kernel once more than twice the largest block it recently unmapped is free
-/// there, so after most batches it returns that memory (`madvise`) and the next reads fault the
-/// pages in again, zeroed: 5,000–43,000 page faults a replay of 512,068 messages (`perf stat`), most
-/// with many connections, whose reads are encoded on both event loops at once. Keeping up to 4 MiB
-/// free at each arena's top (and serving blocks up to that size from the arenas, not `mmap`) took
-/// them to about 2,000 and the CPU a message down by about a tenth (README, "Performance"). The cost
-/// is at most that much memory per arena held while idle.
+/// there, so after many batches it returns that memory (`madvise`) and the next reads fault the
+/// pages in again, zeroed: 3,000–43,000 page faults a replay of 512,068 messages (`perf stat`), the
+/// most with many connections, whose reads are encoded on both event loops at once. Keeping up to
+/// 4 MiB free at each arena's top (and serving blocks up to that size from the arenas, not `mmap`)
+/// takes them to about 2,000; with 16 senders the system CPU a message falls by about 8 % (README,
+/// "Performance"). The cost is at most that much memory per arena kept while idle.
 public enum MallocSettings {
     /// Freed memory kept per arena, and the largest block served from an arena.
     public static let keptBytes: Int32 = 4 << 20
