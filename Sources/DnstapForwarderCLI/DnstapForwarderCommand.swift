@@ -82,10 +82,8 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let environment = ProcessInfo.processInfo.environment
-        // Before the pipeline allocates: freed memory kept for the next reads (MallocSettings).
-        let malloc = MallocSettings.apply(environment: environment)
-        let configuration = try ForwarderConfiguration.resolve(flags: try Setting.parseFlags(arguments), environment: environment)
+        let configuration = try ForwarderConfiguration.resolve(
+            flags: try Setting.parseFlags(arguments), environment: ProcessInfo.processInfo.environment)
         let level = configuration.logLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -93,7 +91,6 @@ struct DnstapForwarderCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "dnstap-forwarder")
-        logger.debug("glibc malloc settings", metadata: ["kept_freed_bytes": "\(MallocSettings.keptBytes)", "outcome": "\(malloc)"])
         // A closed stdout must be an error to count, not a signal that kills the process.
         signal(SIGPIPE, SIG_IGN)
         // Likewise a file size limit (ulimit -f) on the output file or the spool: a failed write
