@@ -80,7 +80,8 @@ tunnel_pid=
 wait_port() { for _ in $(seq 200); do ss -Hltn "sport = :$1" | grep -q . && return; sleep 0.05; done; }
 
 # run_once NAME: start the receiver on $work/s.sock (or a TCP port), replay, stop it; prints
-# "msgs_per_s peak_kib receiver_cpu sender_cpu events", CPU (user + system) in microseconds a message.
+# "msgs_per_s peak_kib receiver_cpu sender_cpu events receiver_user receiver_system", CPU (user +
+# system, then each) in microseconds a message.
 run_once() {
   local name=$1 sock=$work/s.sock; rm -f "$sock" "$work/wc"
   local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -150,7 +151,7 @@ run_once() {
     [ "$name" = dnstap-forwarder ] || [ "$name" = transactions ] && cat "$work/wc" >> "$work/volume.$name"
   fi
   awk -v n="$messages" -v a="$t0" -v b="$t1" -v r="$(tail -1 "$work/rss")" -v s="$(tail -1 "$work/sender")" -v e="$events" \
-    'BEGIN { split(r, x, " "); split(s, y, " "); printf "%.0f %d %.2f %.2f %s\n", n / (b - a), x[1], (x[2] + x[3]) * 1e6 / n, (y[1] + y[2]) * 1e6 / n, e }'
+    'BEGIN { split(r, x, " "); split(s, y, " "); printf "%.0f %d %.2f %.2f %s %.2f %.2f\n", n / (b - a), x[1], (x[2] + x[3]) * 1e6 / n, (y[1] + y[2]) * 1e6 / n, e, x[2] * 1e6 / n, x[3] * 1e6 / n }'
 }
 
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
@@ -158,8 +159,9 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 echo "capture: $capture, $messages messages per run ($repeat x), $runs runs, $(nproc) cores$([ ${#rpin[@]} -gt 0 ] && echo ', receivers pinned to CPU 1, senders to CPU 0')"
 python3 scripts/bench/split-capture.py "$capture" 16 "$work/part" >/dev/null
-# Medians of the runs; CPU: user + system microseconds a message, the receiver's and the senders'.
-printf '%-18s %10s %36s %10s %14s %10s %10s\n' receiver "CPU us/msg" "msgs/s (each run)" median "peak RSS MiB" "sender" "events"
+# Medians of the runs; CPU: user + system microseconds a message, the receiver's (and its user and
+# system parts: what the kernel's side costs, e.g. many senders' colder socket data) and the senders'.
+printf '%-18s %10s %11s %36s %10s %14s %10s %10s\n' receiver "CPU us/msg" "user/system" "msgs/s (each run)" median "peak RSS MiB" "sender" "events"
 # Interleaved: each run sends the replay to every receiver in turn, so that the ratios compare
 # receivers measured minutes apart at most (this VM's speed drifts).
 receivers=(fstrm_capture golang-dnstap dnstap-forwarder map-off fstrm_capture-tcp golang-dnstap-tcp forwarder-tcp forwarder-tls forwarder-16 transactions)
@@ -173,17 +175,28 @@ for name in "${receivers[@]}"; do
   cpu=$(printf '%s' "${results[$name]}" | awk '{print $3}' | median)
   sender=$(printf '%s' "${results[$name]}" | awk '{print $4}' | median)
   events=$(printf '%s' "${results[$name]}" | awk '{print $5}' | sort -u | paste -sd/)
-  printf '%-18s %10s %36s %10s %14s %10s %10s\n' "$name" "$cpu" "$(echo "$rates" | paste -sd,)" "$(echo "$rates" | median)" "$(mib "$rss")" "$sender" "$events"
+  user=$(printf '%s' "${results[$name]}" | awk '{print $6}' | median)
+  system=$(printf '%s' "${results[$name]}" | awk '{print $7}' | median)
+  printf '%-18s %10s %11s %36s %10s %14s %10s %10s\n' "$name" "$cpu" "$user/$system" "$(echo "$rates" | paste -sd,)" "$(echo "$rates" | median)" "$(mib "$rss")" "$sender" "$events"
 done
 # CPU a message, per-run ratios (same run), then their medians: next to the I/O floor and
 # golang-dnstap on each transport, and what each feature costs next to plain.
-cpu_ratios() { paste <(printf '%s' "${results[$1]}" | awk '{print $3}') <(printf '%s' "${results[$2]}" | awk '{print $3}') | awk '{ printf "%.2f\n", $1 / $2 }'; }
+# field_ratios A B FIELD: each run's ratio of a field of run_once's line (3: CPU, 6: user, 7: system).
+field_ratios() { paste <(printf '%s' "${results[$1]}" | awk -v f="$3" '{print $f}') <(printf '%s' "${results[$2]}" | awk -v f="$3" '{print $f}') | awk '{ printf "%.2f\n", $1 / $2 }'; }
+cpu_ratios() { field_ratios "$1" "$2" 3; }
 for pair in "dnstap-forwarder fstrm_capture" "dnstap-forwarder golang-dnstap" "forwarder-tcp fstrm_capture-tcp" \
   "forwarder-tcp golang-dnstap-tcp" "forwarder-tcp dnstap-forwarder" "forwarder-tls forwarder-tcp" "transactions dnstap-forwarder" \
   "forwarder-16 dnstap-forwarder" "dnstap-forwarder map-off"; do
   set -- $pair
   each=$(cpu_ratios "$1" "$2")
   printf 'CPU/msg %s / %s: each run %s, median %s\n' "$1" "$2" "$(echo "$each" | paste -sd' ')" "$(echo "$each" | median)"
+done
+# Where a feature's extra goes: its user and system time next to plain's.
+for pair in "forwarder-tls forwarder-tcp" "forwarder-16 dnstap-forwarder"; do
+  set -- $pair
+  user=$(field_ratios "$1" "$2" 6); system=$(field_ratios "$1" "$2" 7)
+  printf 'user/msg %s / %s: each run %s, median %s; system/msg: each run %s, median %s\n' "$1" "$2" \
+    "$(echo "$user" | paste -sd' ')" "$(echo "$user" | median)" "$(echo "$system" | paste -sd' ')" "$(echo "$system" | median)"
 done
 # Rates (messages/s), per-run ratios.
 ratios() { paste <(printf '%s' "${results[$1]}" | awk '{print $1}') <(printf '%s' "${results[$2]}" | awk '{print $1}') | awk '{ printf "%.2f\n", $1 / $2 }'; }
