@@ -14,8 +14,8 @@
 #                                capture (scripts/bench/split-capture.py): many connections
 #   transactions                 dnstap-forwarder with -transactions (one event per query and its
 #                                response); its events and bytes are printed next to plain's
-# The headline is CPU (user + system, from time(1): the whole run, drain included) per message;
-# each receiver's line also has the rate (the replay's messages over the sender's time: fstrm_replay
+# The headline is CPU (user + system, from time(1): the whole run, drain included) per message,
+# also split into its user and system parts; each receiver's line also has the rate (the replay's messages over the sender's time: fstrm_replay
 # waits for FINISH, so sender time = intake time), peak RSS, the sender's CPU per message, and the
 # events that came out. Ratios are taken within each run, then their median.
 # Then: the event encoder's cost per message alone (encoder-bench: one thread, no I/O); resident
