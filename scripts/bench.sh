@@ -15,9 +15,10 @@
 #   transactions                 dnstap-forwarder with -transactions (one event per query and its
 #                                response); its events and bytes are printed next to plain's
 # The headline is CPU (user + system, from time(1): the whole run, drain included) per message,
-# also split into its user and system parts; each receiver's line also has the rate (the replay's messages over the sender's time: fstrm_replay
-# waits for FINISH, so sender time = intake time), peak RSS, the sender's CPU per message, and the
-# events that came out. Ratios are taken within each run, then their median.
+# also split into its user and system parts; each receiver's line also has the rate (the replay's
+# messages over the sender's time: fstrm_replay waits for FINISH, so sender time = intake time),
+# peak RSS, the sender's CPU per message, and the events that came out. Ratios are taken within each
+# run, then their median.
 # Then: the event encoder's cost per message alone (encoder-bench: one thread, no I/O); resident
 # memory with 500 idle connections open, and with 200 connections that have each taken a burst of
 # 3,000 frames and gone idle; the resolution map's memory per entry; HEC throughput, and memory
@@ -181,7 +182,8 @@ for name in "${receivers[@]}"; do
 done
 # CPU a message, per-run ratios (same run), then their medians: next to the I/O floor and
 # golang-dnstap on each transport, and what each feature costs next to plain.
-# field_ratios A B FIELD: each run's ratio of a field of run_once's line (3: CPU, 6: user, 7: system).
+# field_ratios A B FIELD: each run's ratio of a field of run_once's line (1: rate, 3: CPU, 6: user,
+# 7: system).
 field_ratios() { paste <(printf '%s' "${results[$1]}" | awk -v f="$3" '{print $f}') <(printf '%s' "${results[$2]}" | awk -v f="$3" '{print $f}') | awk '{ printf "%.2f\n", $1 / $2 }'; }
 cpu_ratios() { field_ratios "$1" "$2" 3; }
 for pair in "dnstap-forwarder fstrm_capture" "dnstap-forwarder golang-dnstap" "forwarder-tcp fstrm_capture-tcp" \
@@ -199,7 +201,7 @@ for pair in "forwarder-tls forwarder-tcp" "forwarder-16 dnstap-forwarder"; do
     "$(echo "$user" | paste -sd' ')" "$(echo "$user" | median)" "$(echo "$system" | paste -sd' ')" "$(echo "$system" | median)"
 done
 # Rates (messages/s), per-run ratios.
-ratios() { paste <(printf '%s' "${results[$1]}" | awk '{print $1}') <(printf '%s' "${results[$2]}" | awk '{print $1}') | awk '{ printf "%.2f\n", $1 / $2 }'; }
+ratios() { field_ratios "$1" "$2" 1; }
 for pair in "dnstap-forwarder golang-dnstap" "dnstap-forwarder fstrm_capture"; do
   set -- $pair
   each=$(ratios "$1" "$2")
